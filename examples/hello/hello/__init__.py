@@ -1,0 +1,1 @@
+"""A tiny application to watch memento reload: edit views.py and refresh."""

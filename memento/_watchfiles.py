@@ -1,0 +1,274 @@
+"""File-system events from :mod:`watchfiles`; the one module importing it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from typing import NamedTuple
+
+import watchfiles
+
+from .tracking import (
+    SETTLE_LIMIT,
+    Matcher,
+    Stamp,
+    _glob_base,
+    _glob_dirs,
+    _split_watch,
+    _StampTracker,
+    _walk,
+)
+
+log = logging.getLogger("memento")
+
+#: Longest :meth:`WatchfilesTracker.track` waits for a new watcher thread to
+#: be set up, and :meth:`WatchfilesTracker.close` for it to end, in seconds.
+START_TIMEOUT = 5.0
+STOP_TIMEOUT = 5.0
+
+_RUST_TIMEOUT_MS = 1000
+_MIN_STEP_MS = 10
+
+
+class _Layout(NamedTuple):
+    """What the watcher thread looks at, worked out from the tracked entries."""
+
+    exact: frozenset[str]  # source files and plain watch paths
+    trees: tuple[
+        str, ...
+    ]  # watch directories and glob bases: what happens below counts
+    anchors: frozenset[str]  # missing directories on the way to a target
+    dirs: frozenset[str]  # the directories watched, each without its subdirectories
+
+    def counts(self, path: str, matcher: Matcher) -> bool:
+        """Tell whether an event for ``path`` may change what is tracked."""
+        if path in self.exact or path in self.anchors:
+            return True
+        for tree in self.trees:
+            if path == tree:
+                return True
+            prefix = os.path.join(tree, "")
+            if path.startswith(prefix):
+                return not matcher.excluded(path[len(prefix) :])
+        return False
+
+
+def _lay_out(
+    files: frozenset[str], watch: tuple[str, ...], matcher: Matcher
+) -> _Layout:
+    plain, trees, patterns = _split_watch(watch)
+    exact = files.union(plain)
+    dirs: set[str] = set()
+    wanted = {os.path.dirname(path) for path in exact}
+    for tree in trees:
+        dirs.update(dirpath for dirpath, _ in _walk(tree, matcher))
+    bases = [_glob_base(pattern) for pattern in patterns]
+    for pattern, base in zip(patterns, bases):
+        if os.path.isdir(base):
+            dirs.update(_glob_dirs(pattern, matcher))
+        else:
+            wanted.add(base)
+    anchors: set[str] = set()
+    dirs.update(_nearest_dir(path, anchors) for path in wanted)
+    return _Layout(exact, tuple(trees + bases), frozenset(anchors), frozenset(dirs))
+
+
+def _nearest_dir(path: str, missing: set[str]) -> str:
+    """Return ``path`` or its closest existing ancestor; record the missing ones."""
+    while not os.path.isdir(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        missing.add(path)
+        path = parent
+    return path
+
+
+class _StopSignal:
+    """The ``stop_event`` given to watchfiles.
+
+    watchfiles polls it once its watches are in place, then at every step:
+    the first poll tells that no event can be lost any more.
+    """
+
+    def __init__(self, stop: threading.Event, ready: threading.Event) -> None:
+        self._stop = stop
+        self._ready = ready
+
+    def is_set(self) -> bool:
+        if not self._ready.is_set():
+            self._ready.set()
+        return self._stop.is_set()
+
+
+class WatchfilesTracker(_StampTracker):
+    """Find changes from file-system events, read by a ``memento-watcher`` thread.
+
+    Events are grouped until no new one comes for ``settle`` seconds (at
+    least 10 ms). :meth:`changed` stats only the paths events were seen for,
+    and nothing at all when there were none. After a fork (a preloading
+    server), the child starts its own thread on its first :meth:`changed`
+    and compares every stamp once.
+    """
+
+    def __init__(self, *, settle: float = 0.05, matcher: Matcher | None = None) -> None:
+        if settle < 0:
+            raise ValueError(f"settle: expected seconds >= 0, got {settle!r}")
+        super().__init__(matcher)
+        self.settle = settle
+        self._layout = _Layout(frozenset(), (), frozenset(), frozenset())
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._watching: frozenset[str] = frozenset()
+        self._pid = os.getpid()
+        self._failed = False
+        self._late = False
+        self._closed = False
+        _trackers.add(self)
+
+    def __repr__(self) -> str:
+        return f"WatchfilesTracker(settle={self.settle!r})"
+
+    def close(self) -> None:
+        """Stop the watcher thread, waiting at most :data:`STOP_TIMEOUT` seconds."""
+        with self._lock:
+            self._closed = True
+            self._stop_thread()
+
+    def _retarget(self) -> None:
+        self._layout = _lay_out(self._files, self._watch, self.matcher)
+        if self._layout.dirs != self._watching or not self._running():
+            self._start(self._layout.dirs)
+        with self._pending_lock:
+            self._pending.clear()
+
+    def _detect(self) -> set[str]:
+        if self._closed:
+            return set()
+        if self._pid != os.getpid():
+            # the thread stayed in the parent: events since the fork are lost
+            return self._refresh()
+        if self._failed:
+            return self._compare_all()
+        if self._late and self._ready.is_set():
+            self._late = False
+            return self._refresh()
+        with self._pending_lock:
+            pending, self._pending = self._pending, set()
+        if not pending:
+            return set()
+        if pending <= self._layout.exact:
+            return self._compare(pending)
+        # a directory or glob changed: what it covers has to be listed again
+        return self._refresh()
+
+    def _refresh(self) -> set[str]:
+        self._retarget()
+        return self._compare_all()
+
+    def _compare(self, paths: set[str]) -> set[str]:
+        current = {path: Stamp.of(path) for path in paths}
+        found = {
+            path for path, stamp in current.items() if self._stamps.get(path) != stamp
+        }
+        self._stamps.update(current)
+        return found
+
+    def _running(self) -> bool:
+        return (
+            self._thread is not None
+            and self._thread.is_alive()
+            and self._pid == os.getpid()
+            and not self._failed
+        )
+
+    def _start(self, dirs: frozenset[str]) -> None:
+        self._stop_thread()
+        self._watching = dirs
+        self._pid = os.getpid()
+        self._failed = self._late = False
+        if self._closed or not dirs:
+            return
+        self._stop, self._ready = threading.Event(), threading.Event()
+        self._thread = threading.Thread(
+            target=self._run,
+            args=({os.path.realpath(d): d for d in dirs}, self._stop, self._ready),
+            name="memento-watcher",
+            daemon=True,
+        )
+        self._thread.start()
+        if not self._ready.wait(START_TIMEOUT):
+            log.warning("file watcher not ready after %.1f s, going on", START_TIMEOUT)
+            self._late = True
+        log.debug("watching %d directories", len(dirs))
+
+    def _stop_thread(self) -> None:
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
+            log.warning("file watcher thread still running after %.1f s", STOP_TIMEOUT)
+
+    def _run(
+        self, names: dict[str, str], stop: threading.Event, ready: threading.Event
+    ) -> None:
+        def counts(_change: watchfiles.Change, path: str) -> bool:
+            return self._layout.counts(_given(names, path), self.matcher)
+
+        try:
+            for changes in watchfiles.watch(
+                *names,
+                watch_filter=counts,
+                step=max(_MIN_STEP_MS, round(self.settle * 1000)),
+                debounce=round(SETTLE_LIMIT * 1000),
+                stop_event=_StopSignal(stop, ready),
+                rust_timeout=_RUST_TIMEOUT_MS,
+                yield_on_timeout=True,
+                raise_interrupt=False,
+                recursive=False,
+            ):
+                if changes:
+                    paths = {_given(names, path) for _, path in changes}
+                    with self._pending_lock:
+                        self._pending.update(paths)
+        except (OSError, RuntimeError):
+            if not stop.is_set():
+                self._failed = True
+                log.exception(
+                    "file watcher failed, comparing file stamps at every check"
+                )
+        finally:
+            ready.set()
+
+    def _after_fork(self) -> None:
+        # a lock another thread held at the fork would stay held in the child
+        self._lock = threading.Lock()
+        self._pending_lock = threading.Lock()
+
+
+def _given(names: dict[str, str], path: str) -> str:
+    """Map an event path back under the directory name it was watched by."""
+    if path in names:
+        return names[path]
+    head, tail = os.path.split(path)
+    given = names.get(head)
+    return path if given is None else os.path.join(given, tail)
+
+
+_trackers: weakref.WeakSet[WatchfilesTracker] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for tracker in list(_trackers):
+        tracker._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,403 @@
+"""The reloading WSGI middleware both policies share."""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Callable, TypeVar
+
+from . import errorpage, modules, resolver
+from .gate import RequestGate
+from .modules import Generation
+from .options import Options
+from .tracking import Tracker, make_tracker
+
+log = logging.getLogger("memento")
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
+Hook = TypeVar("Hook", bound=Callable[["ReloadInfo"], Any])
+
+
+@dataclass(frozen=True)
+class ReloadInfo:
+    """What one (re)load did.
+
+    ``changed``: the paths that triggered it; ``forgotten``: the module names
+    forgotten; ``duration``: seconds; ``error``: the exception that made it
+    fail, or ``None``; ``generation``: the number of the code generation
+    serving after it (unchanged by a failure).
+    """
+
+    changed: tuple[str, ...] = ()
+    forgotten: tuple[str, ...] = ()
+    duration: float = 0.0
+    error: BaseException | None = None
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counters: successful ``reloads``, failed ``failures``, the ``last``
+    :class:`ReloadInfo` and the ``generation`` serving now (1 after the first
+    load)."""
+
+    reloads: int = 0
+    failures: int = 0
+    last: ReloadInfo | None = None
+    generation: int = 0
+
+
+class ReloadingMiddleware:
+    """Serve a WSGI application, re-importing its code when it changes.
+
+    Subclasses say which modules a reload forgets (:meth:`_forgettable`);
+    everything else (when to reload, the request gate, failures, hooks)
+    lives here.
+    """
+
+    def __init__(self, app: str, *, turn_on: bool = True, **options: Any) -> None:
+        self.resolver = resolver.parse(app)
+        self.options = Options.read(**options)
+        self._gate = RequestGate()
+        self._state = threading.Lock()
+        self._looking = threading.Lock()
+        self._modules_seen = 0
+        self._app: WSGIApp | None = None
+        self._failure: ReloadInfo | None = None
+        self._generation: Generation = {}
+        self._pending: set[str] = set()
+        self._requested = False
+        self._tracker: Tracker | None = None
+        self._on = False
+        self._stats = Stats()
+        self._before: list[Callable[[ReloadInfo], Any]] = []
+        self._after: list[Callable[[ReloadInfo], Any]] = []
+        if turn_on:
+            self.turn_on()
+
+    # -- public API --------------------------------------------------------
+
+    @property
+    def reloading(self) -> bool:
+        """Whether reloading is turned on."""
+        return self._on
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the reload counters."""
+        return self._stats
+
+    def turn_on(self) -> None:
+        """Turn reloading on: from now on changes are looked for."""
+        with self._state:
+            self._on = True
+            if self._tracker is None:
+                self._tracker = self._make_tracker()
+            if self._app is not None:
+                self._generation = self._forgettable()
+                self._track(time.time_ns())
+
+    def turn_off(self) -> None:
+        """Turn reloading off: a thin pass-through, no file checks, no forgetting."""
+        with self._state:
+            self._on = False
+            self._close_tracker()
+
+    def reload(self) -> None:
+        """Forget and re-resolve the application before the next request."""
+        with self._state:
+            self._requested = True
+
+    def before_reload(self, fn: Hook) -> Hook:
+        """Register ``fn(info)`` to run before each reload; usable as a decorator."""
+        self._before.append(fn)
+        return fn
+
+    def after_reload(self, fn: Hook) -> Hook:
+        """Register ``fn(info)`` to run after each reload, failed ones too."""
+        self._after.append(fn)
+        return fn
+
+    def resolve(self) -> WSGIApp:
+        """The application now served, importing it first if needed."""
+        if self._app is None:
+            self._load()
+        if self._app is None and self._failure is not None:
+            raise self._failure.error  # type: ignore[misc]
+        assert self._app is not None
+        return self._app
+
+    def close(self) -> None:
+        """Stop any watcher thread; the middleware goes on serving, turned off."""
+        self.turn_off()
+
+    def __enter__(self) -> ReloadingMiddleware:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- WSGI --------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if not self._on:
+            return self.resolve()(environ, start_response)
+        if self._wants_load():
+            self._load()
+        token = self._gate.enter()
+        try:
+            app, failure = self._app, self._failure
+            if app is None:
+                self._gate.leave(token)
+                return self._answer_failure(failure, environ, start_response)
+            result = app(environ, start_response)
+        except BaseException:
+            self._gate.leave(token)
+            raise
+        return ClosingResponse(result, lambda: self._gate.leave(token))
+
+    # -- what subclasses decide ---------------------------------------------
+
+    def _forgettable(self) -> Generation:
+        """The modules a reload would forget now."""
+        raise NotImplementedError
+
+    # -- reloading ---------------------------------------------------------
+
+    def _make_tracker(self) -> Tracker | None:
+        if self.options.reload_on == "request":
+            return None
+        if self.options.reload_on == "manual" and not self.options.watch:
+            return None
+        return make_tracker(self.options.interval, events=self.options.events)
+
+    def _close_tracker(self) -> None:
+        if self._tracker is not None:
+            self._tracker.close()
+            self._tracker = None
+
+    def _wants_load(self) -> bool:
+        # One thread looks at a time, and the others wait for its answer: a
+        # request that comes while a change is being looked at is served
+        # after the reload, never before it.
+        with self._looking:
+            tracker = self._tracker
+            if tracker is not None and len(sys.modules) != self._modules_seen:
+                self._adopt(tracker)
+            changed = tracker.changed() if tracker is not None else ()
+            with self._state:
+                self._pending.update(changed)
+                return self._due()
+
+    def _adopt(self, tracker: Tracker) -> None:
+        """Track modules the application imported while serving (lazy imports)."""
+        self._modules_seen = len(sys.modules)
+        if self._app is None or self.options.reload_on != "change":
+            return
+        with self._state:
+            late = {
+                name: module
+                for name, module in self._forgettable().items()
+                if name not in self._generation
+            }
+            self._generation.update(late)
+        if late:
+            tracker.add(modules.source_files(late))
+
+    def _due(self) -> bool:
+        return (
+            bool(self._pending)
+            or self._requested
+            or (self._app is None and self._failure is None)
+            or self.options.reload_on == "request"
+        )
+
+    def _load(self) -> None:
+        with self._gate.exclusive(self.options.drain_timeout):
+            with self._state:
+                if self._app is not None and not (self._on and self._due()):
+                    return
+                changed = tuple(sorted(self._pending))
+                self._pending.clear()
+                self._requested = False
+            self._reload(changed)
+
+    def _reload(self, changed: tuple[str, ...]) -> None:
+        started, since = time.perf_counter(), time.time_ns()
+        first = self._stats.generation == 0 and self._stats.failures == 0
+        old = {} if first else self._forgettable()
+        info = ReloadInfo(changed, tuple(sorted(old)), 0.0, None, self._stats.generation)
+        if not first:
+            self._run_hooks(self._before, info)
+        kept = self._kept_children(old)
+        modules.forget(old)
+        modules.discard_bytecode(changed)
+        importlib.invalidate_caches()
+        linecache.checkcache()
+        before = set(sys.modules)
+        try:
+            app = self.resolver.resolve()
+        except Exception as exc:
+            info = replace(info, error=exc, duration=time.perf_counter() - started)
+            self._fail(info, old, kept, set(sys.modules) - before, since)
+        else:
+            modules.attach(kept)
+            generation = self._stats.generation + 1
+            info = replace(info, duration=time.perf_counter() - started, generation=generation)
+            self._succeed(app, info, since, first)
+        if not first:
+            self._run_hooks(self._after, info)
+
+    def _succeed(self, app: WSGIApp, info: ReloadInfo, since: int, first: bool) -> None:
+        with self._state:
+            self._app, self._failure = app, None
+            self._generation = self._forgettable()
+            self._stats = Stats(
+                self._stats.reloads + (not first), self._stats.failures, info, info.generation
+            )
+            self._track(since)
+            self._modules_seen = len(sys.modules)
+        if first:
+            log.info(
+                "loaded %s (%d modules) in %.1f ms",
+                self.resolver.statement,
+                len(self._generation),
+                info.duration * 1000,
+            )
+        else:
+            log.info(
+                "reloaded %d modules in %.1f ms, generation %d (changed: %s)",
+                len(info.forgotten),
+                info.duration * 1000,
+                info.generation,
+                _describe(info.changed),
+            )
+
+    def _fail(
+        self, info: ReloadInfo, old: Generation, kept: Generation, new: set[str], since: int
+    ) -> None:
+        half = {name: sys.modules[name] for name in new if name in sys.modules}
+        modules.discard(name for name in self._owned(half))
+        keep = self.options.on_error == "keep" and self._app is not None
+        if keep:
+            modules.restore(old)
+            modules.attach(kept)
+        log.error(
+            "reload failed%s (changed: %s)",
+            ", serving the last good code" if keep else "",
+            _describe(info.changed),
+            exc_info=info.error,
+        )
+        with self._state:
+            self._stats = replace(self._stats, failures=self._stats.failures + 1, last=info)
+            if not keep:
+                self._app, self._failure = None, info
+            self._generation = old if keep else {}
+            extra = modules.source_files(old) | modules.source_files(half)
+            self._track(since, extra | set(info.changed) | _error_files(info.error))
+
+    def _owned(self, candidates: Generation) -> Generation:
+        """Which of ``candidates`` this middleware would forget."""
+        forgettable = self._forgettable()
+        return {name: module for name, module in candidates.items() if name in forgettable}
+
+    def _kept_children(self, old: Generation) -> Generation:
+        """Modules that stay while their parent package is forgotten."""
+        return {
+            name: module
+            for name, module in list(sys.modules.items())
+            if name not in old and name.rpartition(".")[0] in old
+        }
+
+    def _track(self, since: int, extra: Iterable[str] = ()) -> None:
+        if self._tracker is None:
+            return
+        files: set[str] = set()
+        if self.options.reload_on == "change":
+            files = modules.source_files(self._generation) | set(extra)
+        self._tracker.track(files, self.options.watch, since_ns=since)
+
+    def _run_hooks(self, hooks: list[Callable[[ReloadInfo], Any]], info: ReloadInfo) -> None:
+        for hook in hooks:
+            try:
+                hook(info)
+            except Exception:
+                log.exception("reload hook %r failed", hook)
+
+    def _answer_failure(
+        self, failure: ReloadInfo | None, environ: dict, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        assert failure is not None and failure.error is not None
+        handler = self.options.on_error
+        if callable(handler):
+            return handler(failure, environ, start_response)
+        if handler == "raise":
+            raise failure.error
+        status, headers, body = errorpage.respond(
+            failure.error, failure.changed, environ, self.options.show_tracebacks
+        )
+        start_response(status, headers)
+        return [body]
+
+
+class ClosingResponse:
+    """A response iterable that runs ``on_close`` once, after the application's
+    iterable was closed; iteration passes straight through (nothing buffered)."""
+
+    __slots__ = ("_iterable", "_on_close", "_closed")
+
+    def __init__(self, iterable: Iterable[bytes], on_close: Callable[[], None]) -> None:
+        self._iterable = iterable
+        self._on_close = on_close
+        self._closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._on_close()
+
+
+def _error_files(error: BaseException | None) -> set[str]:
+    """User files named by a failed import: where to look for the fix."""
+    files = set()
+    if isinstance(error, SyntaxError) and error.filename:
+        files.add(error.filename)
+    tb: TracebackType | None = error.__traceback__ if error is not None else None
+    while tb is not None:
+        files.add(tb.tb_frame.f_code.co_filename)
+        tb = tb.tb_next
+    return {path for path in files if os.path.isabs(path) and not _is_library(path)}
+
+
+def _is_library(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real.startswith(modules.installed_prefixes()) or real.startswith(_OWN_DIR)
+
+
+_OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def _describe(paths: Iterable[str]) -> str:
+    shown = []
+    for path in paths:
+        relative = os.path.relpath(path) if os.path.isabs(path) else path
+        shown.append(path if relative.startswith("..") else relative)
+    return ", ".join(shown) or "none"

@@ -1,0 +1,94 @@
+"""Requests in flight against one exclusive reload.
+
+Invariants: no request runs while a reload does, and a reload starts only
+once the responses open in other threads are closed (or the drain time ran
+out). A request counts from the application call until its response
+iterable is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+log = logging.getLogger("memento")
+
+
+class RequestGate:
+    """A readers/writer gate that prefers the writer: a reload waits for open
+    responses, and holds new requests until it is done."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._open = 0
+        self._reloading = False
+        self._by_thread: dict[int, int] = {}
+
+    @property
+    def open_responses(self) -> int:
+        """Responses entered and not yet closed, in all threads."""
+        return self._open
+
+    def enter(self) -> int:
+        """Count a request in, waiting while a reload runs; returns the token
+        to :meth:`leave` with."""
+        token = threading.get_ident()
+        with self._cond:
+            while self._reloading:
+                self._cond.wait()
+            self._open += 1
+            self._by_thread[token] = self._by_thread.get(token, 0) + 1
+        return token
+
+    def leave(self, token: int) -> None:
+        """Count a request out, once its response is closed (in any thread)."""
+        with self._cond:
+            self._open -= 1
+            left = self._by_thread.pop(token) - 1
+            if left:
+                self._by_thread[token] = left
+            self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, drain_timeout: float) -> Iterator[None]:
+        """Run the body with no request in flight in any other thread.
+
+        Responses this thread left open are not waited for (test clients
+        never close theirs); others are waited for at most ``drain_timeout``
+        seconds, after which the reload proceeds and says so.
+        """
+        with self._cond:
+            while self._reloading:
+                self._cond.wait()
+            self._reloading = True
+            try:
+                self._drain(drain_timeout)
+            except BaseException:
+                self._release()
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._release()
+
+    def _drain(self, timeout: float) -> None:
+        own = self._by_thread.get(threading.get_ident(), 0)
+        deadline = time.monotonic() + timeout
+        while self._open > own:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning(
+                    "reloading with %d responses still open after %.1f s",
+                    self._open - own,
+                    timeout,
+                )
+                return
+            self._cond.wait(remaining)
+
+    def _release(self) -> None:
+        self._reloading = False
+        self._cond.notify_all()

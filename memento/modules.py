@@ -1,0 +1,160 @@
+"""What ``sys.modules`` holds, what may be forgotten, and forgetting it."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import logging
+import os
+import site
+import sys
+import sysconfig
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from types import ModuleType
+
+from ._compat import stdlib_module_names
+
+log = logging.getLogger("memento")
+
+Generation = dict[str, ModuleType]
+
+_OWN_NAME = __name__.split(".")[0]
+_NO_SOURCE_ORIGINS = frozenset({"built-in", "frozen"})
+
+
+def covers(names: Iterable[str], modname: str) -> bool:
+    """Whether ``modname`` is one of ``names`` or a submodule of one."""
+    return any(modname == name or modname.startswith(name + ".") for name in names)
+
+
+@lru_cache(maxsize=None)
+def installed_prefixes() -> tuple[str, ...]:
+    """Folders of the standard library and installed distributions, each ending in a separator."""
+    paths = set(site.getsitepackages()) if hasattr(site, "getsitepackages") else set()
+    if site.ENABLE_USER_SITE:
+        paths.add(site.getusersitepackages())
+    scheme = sysconfig.get_paths()
+    paths.update(scheme[key] for key in ("purelib", "platlib"))
+    stdlib = {scheme["stdlib"], scheme["platstdlib"]}
+    # Inside a virtualenv the standard library lives under the base prefix.
+    for prefix in {sys.base_prefix, sys.base_exec_prefix}:
+        base = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix, "installed_base": prefix})
+        stdlib.update((base["stdlib"], base["platstdlib"]))
+    return tuple(os.path.join(os.path.realpath(path), "") for path in paths | stdlib)
+
+
+def module_file(module: object) -> str | None:
+    """The source (or extension) file a module was loaded from, if any."""
+    spec = getattr(module, "__spec__", None)
+    origin = getattr(spec, "origin", None) if spec is not None else None
+    if isinstance(origin, str) and origin not in _NO_SOURCE_ORIGINS and spec.has_location:
+        return origin
+    filename = getattr(module, "__file__", None)
+    return filename if isinstance(filename, str) else None
+
+
+def is_protected(modname: str, module: object) -> bool:
+    """Whether a module must never be forgotten: it cannot be imported twice safely.
+
+    That is built-in, frozen and C extension modules, the standard library,
+    installed distributions, ``__main__``, memento itself and anything that
+    is not a plain module loaded from a file or a namespace package.
+    """
+    top = modname.partition(".")[0]
+    if modname == "__main__" or top == _OWN_NAME or top in stdlib_module_names():
+        return True
+    if not isinstance(module, ModuleType):
+        return True
+    filename = module_file(module)
+    if filename is None:
+        return not _is_namespace(module)
+    if filename.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        return True
+    return os.path.realpath(filename).startswith(installed_prefixes())
+
+
+def _is_namespace(module: ModuleType) -> bool:
+    spec = getattr(module, "__spec__", None)
+    locations = getattr(spec, "submodule_search_locations", None)
+    if spec is None or locations is None or spec.origin not in (None, "namespace"):
+        return False
+    real = [os.path.realpath(path) for path in locations]
+    return bool(real) and not any(path.startswith(installed_prefixes()) for path in real)
+
+
+def source_files(modules: Mapping[str, object]) -> set[str]:
+    """The files that hold the code of ``modules`` (packages: their ``__init__``)."""
+    files = set()
+    for module in modules.values():
+        filename = module_file(module)
+        if filename:
+            files.add(filename)
+    return files
+
+
+def snapshot(names: Iterable[str]) -> Generation:
+    """The module objects now in ``sys.modules`` under ``names``."""
+    return {
+        name: module
+        for name in names
+        if isinstance(module := sys.modules.get(name), ModuleType)
+    }
+
+
+def forget(generation: Mapping[str, ModuleType]) -> None:
+    """Remove a generation from ``sys.modules``, calling each ``__memento_unload__``.
+
+    Submodules are unloaded before their packages; a failing hook is logged.
+    """
+    for name in sorted(generation, key=lambda name: name.count("."), reverse=True):
+        module = generation[name]
+        unload = getattr(module, "__memento_unload__", None)
+        if callable(unload):
+            try:
+                unload()
+            except Exception:
+                log.exception("__memento_unload__ of %s failed", name)
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+
+
+def discard(names: Iterable[str]) -> None:
+    """Remove modules from ``sys.modules`` without calling their hooks."""
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+def restore(generation: Mapping[str, ModuleType]) -> None:
+    """Put a forgotten generation back into ``sys.modules``."""
+    sys.modules.update(generation)
+    attach(generation)
+
+
+def attach(kept: Mapping[str, ModuleType]) -> None:
+    """Set modules as attributes of their parent packages where those lack them.
+
+    A module kept across a reload stays in ``sys.modules``, so the import
+    system does not bind it again on its freshly imported parent package.
+    """
+    for name, module in kept.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = sys.modules.get(parent_name) if parent_name else None
+        if parent is not None and getattr(parent, child, None) is not module:
+            setattr(parent, child, module)
+
+
+def discard_bytecode(paths: Iterable[str]) -> None:
+    """Delete the cached bytecode of changed source files.
+
+    CPython validates a ``.pyc`` by the source's whole-second mtime and its
+    size: two edits of equal size within one second would otherwise load
+    the first edit's bytecode for the second.
+    """
+    for path in paths:
+        if not path.endswith(".py"):
+            continue
+        try:
+            os.remove(importlib.util.cache_from_source(path))
+        except (OSError, NotImplementedError, ValueError):
+            pass

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import importlib
+import socket
+import sys
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import webtest.http
+
+
+@pytest.fixture
+def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
+    """Write a throwaway package into tmp_path; forget what it imported afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+
+    def make(name: str, files: dict[str, str]) -> Path:
+        for relpath, source in files.items():
+            path = tmp_path / name / relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(textwrap.dedent(source), encoding="utf-8")
+        importlib.invalidate_caches()
+        return tmp_path / name
+
+    yield make
+    for modname in set(sys.modules) - before:
+        del sys.modules[modname]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[..., str]]:
+    """Serve an app on 127.0.0.1 with waitress or threaded wsgiref; returns its URL.
+
+    Every server started is stopped at the end of the test.
+    """
+    stops: list[Callable[[], Any]] = []
+
+    def start(app: Any, server: str = "waitress", threads: int = 8) -> str:
+        if server == "waitress":
+            srv = webtest.http.StopableWSGIServer.create(
+                app, host="127.0.0.1", port=free_port(), threads=threads
+            )
+            stops.append(srv.shutdown)
+            assert srv.wait(), "waitress did not start"
+            return srv.application_url
+        from memento.cli import QuietHandler, ThreadingWSGIServer
+        from wsgiref.simple_server import make_server
+
+        httpd = make_server(
+            "127.0.0.1", 0, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
+        )
+        thread = threading.Thread(target=httpd.serve_forever, name="wsgiref", daemon=True)
+        thread.start()
+
+        def stop() -> None:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(5)
+
+        stops.append(stop)
+        return f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+    yield start
+    for stop in reversed(stops):
+        stop()

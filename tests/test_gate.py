@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import threading
+import time
+
+from helpers import wait_until
+
+from memento.gate import RequestGate
+
+
+def test_reload_waits_for_open_responses_of_other_threads():
+    gate = RequestGate()
+    entered, release = threading.Event(), threading.Event()
+    order = []
+
+    def request():
+        token = gate.enter()
+        entered.set()
+        release.wait(5)
+        order.append("response closed")
+        gate.leave(token)
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    entered.wait(5)
+    reloader = threading.Thread(target=lambda: _reload(gate, order))
+    reloader.start()
+    time.sleep(0.05)
+    assert order == []
+    release.set()
+    thread.join(5)
+    reloader.join(5)
+    assert order == ["response closed", "reloaded"]
+
+
+def _reload(gate, order, timeout=5.0):
+    with gate.exclusive(timeout):
+        order.append("reloaded")
+
+
+def test_new_requests_wait_until_the_reload_is_done():
+    gate = RequestGate()
+    in_reload, finish = threading.Event(), threading.Event()
+    order = []
+
+    def reload():
+        with gate.exclusive(5):
+            in_reload.set()
+            finish.wait(5)
+            order.append("reloaded")
+
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    in_reload.wait(5)
+    requester = threading.Thread(target=lambda: (gate.leave(gate.enter()), order.append("request")))
+    requester.start()
+    time.sleep(0.05)
+    assert order == []
+    finish.set()
+    reloader.join(5)
+    requester.join(5)
+    assert order == ["reloaded", "request"]
+
+
+def test_own_open_responses_are_not_waited_for():
+    gate = RequestGate()
+    token = gate.enter()
+    started = time.monotonic()
+    with gate.exclusive(5):
+        pass
+    assert time.monotonic() - started < 1
+    gate.leave(token)
+
+
+def test_drain_timeout_bounds_the_wait(caplog):
+    gate = RequestGate()
+    opened = threading.Event()
+    done = threading.Event()
+
+    def stuck():
+        token = gate.enter()
+        opened.set()
+        done.wait(5)
+        gate.leave(token)
+
+    thread = threading.Thread(target=stuck)
+    thread.start()
+    opened.wait(5)
+    started = time.monotonic()
+    with gate.exclusive(0.2):
+        waited = time.monotonic() - started
+    done.set()
+    thread.join(5)
+    assert 0.15 < waited < 2
+    assert "still open" in caplog.text
+
+
+def test_response_closed_in_another_thread_counts_out():
+    gate = RequestGate()
+    token = gate.enter()
+    closer = threading.Thread(target=gate.leave, args=(token,))
+    closer.start()
+    closer.join(5)
+    wait_until(lambda: gate.open_responses == 0, what="the response to count out")
+    with gate.exclusive(0.5):
+        pass
