@@ -52,7 +52,7 @@ class AppInfo:
         return Path(self.marker)
 
 
-# -- module templates ------------------------------------------------------------
+# -- module templates --------------------------------------------------------------
 
 MODEL = '''\
 """Model {name}: records, their states and the queries the services run."""
@@ -310,7 +310,7 @@ MARKER = {value!r}
 '''
 
 
-# -- the generator ----------------------------------------------------------------
+# -- the generator -----------------------------------------------------------------
 
 
 def layer_sizes(n: int) -> tuple[int, int, int]:
@@ -340,9 +340,7 @@ def generate(
     application would have it after its first start.
     """
     if flavour not in FLAVOURS:
-        raise ValueError(
-            f"flavour: expected one of {', '.join(FLAVOURS)}, got {flavour!r}"
-        )
+        raise ValueError(f"flavour: expected one of {', '.join(FLAVOURS)}, got {flavour!r}")
     root = Path(directory).resolve()
     pkg = root / package
     if pkg.exists():
@@ -362,13 +360,9 @@ def generate(
     }
     imported: set[str] = set()
     for index, name in enumerate(model_names):
-        files[f"models/{name}.py"] = model_source(
-            name, index, model_names, rng, imported
-        )
+        files[f"models/{name}.py"] = model_source(name, index, model_names, rng, imported)
     # Every model is imported by something: orphans go to the services.
-    orphans = [
-        name for name in model_names if name not in imported and name not in CHAIN
-    ]
+    orphans = [name for name in model_names if name not in imported and name not in CHAIN]
     for index, name in enumerate(service_names):
         files[f"services/{name}.py"] = service_source(
             name, index, model_names, orphans[index::services], rng
@@ -442,9 +436,7 @@ def model_source(
         else:
             imports.append(f"from .{other} import Record{other.title()}")
             refs.append(f"Record{other.title()}")
-    related = ", ".join(
-        f"{ref}.describe()" if ref.islower() else f"{ref}.__name__" for ref in refs
-    )
+    related = ", ".join(f"{ref}.describe()" if ref.islower() else f"{ref}.__name__" for ref in refs)
     return MODEL.format(
         name=name,
         cls=name.title(),
@@ -525,16 +517,14 @@ def view_source(
     return VIEW.format(
         name=name,
         imports="\n".join(imports),
-        svc_overviews=", *".join(
-            f"{svc}.DEFAULT.overview()" for svc in chosen_services
-        ),
+        svc_overviews=", *".join(f"{svc}.DEFAULT.overview()" for svc in chosen_services),
         model_describes="".join(f"{model}.describe(), " for model in chosen_models),
         index=index_src,
         routing=routing,
     )
 
 
-# -- edits and trees --------------------------------------------------------------
+# -- edits and trees ---------------------------------------------------------------
 
 
 def write_marker(path: Path | str, value: str) -> None:
@@ -582,14 +572,10 @@ def make_tree(directory: Path | str, count: int = 10_000, per_dir: int = 100) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "directory", help="where to write the package (goes on sys.path)"
-    )
+    parser.add_argument("directory", help="where to write the package (goes on sys.path)")
     parser.add_argument("--n", type=int, default=50, help="user modules (default 50)")
     parser.add_argument("--flavour", choices=FLAVOURS, default="plain")
-    parser.add_argument(
-        "--package", default=None, help="package name (default app_FLAVOUR_N)"
-    )
+    parser.add_argument("--package", default=None, help="package name (default app_FLAVOUR_N)")
     args = parser.parse_args(argv)
     package = args.package or f"app_{args.flavour}_{args.n}"
     info = generate(args.directory, package, args.n, args.flavour)

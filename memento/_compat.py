@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
-from functools import lru_cache
 
 if sys.version_info >= (3, 10):
     from importlib.resources import files as _files
@@ -20,7 +20,7 @@ else:
     from importlib_resources.abc import Traversable
 
 
-@lru_cache(maxsize=None)
+@functools.cache
 def stdlib_module_names() -> frozenset[str]:
     """The top-level names of the standard library's modules."""
     if sys.version_info >= (3, 10):

@@ -36,15 +36,13 @@ class _Layout(NamedTuple):
     """What the watcher thread looks at, worked out from the tracked entries."""
 
     exact: frozenset[str]  # source files and plain watch paths
-    trees: tuple[
-        str, ...
-    ]  # watch directories and glob bases: what happens below counts
+    trees: tuple[str, ...]  # watch directories and glob bases: what happens below counts
     anchors: frozenset[str]  # missing directories on the way to a target
     dirs: frozenset[str]  # the directories watched, each without its subdirectories
 
     def counts(self, path: str, matcher: Matcher) -> bool:
         """Tell whether an event for ``path`` may change what is tracked."""
-        if path in self.exact or path in self.anchors:
+        if path in self.exact or path in self.anchors or path in self.dirs:
             return True
         for tree in self.trees:
             if path == tree:
@@ -55,9 +53,7 @@ class _Layout(NamedTuple):
         return False
 
 
-def _lay_out(
-    files: frozenset[str], watch: tuple[str, ...], matcher: Matcher
-) -> _Layout:
+def _lay_out(files: frozenset[str], watch: tuple[str, ...], matcher: Matcher) -> _Layout:
     plain, trees, patterns = _split_watch(watch)
     exact = files.union(plain)
     dirs: set[str] = set()
@@ -127,7 +123,7 @@ class WatchfilesTracker(_StampTracker):
         self._watching: frozenset[str] = frozenset()
         self._pid = os.getpid()
         self._failed = False
-        self._late = False
+        self._recheck = False
         self._closed = False
         _trackers.add(self)
 
@@ -141,41 +137,52 @@ class WatchfilesTracker(_StampTracker):
             self._stop_thread()
 
     def _retarget(self) -> None:
-        self._layout = _lay_out(self._files, self._watch, self.matcher)
-        if self._layout.dirs != self._watching or not self._running():
-            self._start(self._layout.dirs)
+        self._relayout()
         with self._pending_lock:
             self._pending.clear()
+        self._recheck = not self._ready.is_set()
+
+    def _relayout(self, restart: bool = False) -> None:
+        self._layout = _lay_out(self._files, self._watch, self.matcher)
+        if restart or self._layout.dirs != self._watching or not self._running():
+            self._start(self._layout.dirs)
+
+    def _added(self, files: frozenset[str]) -> None:
+        self._relayout()
 
     def _detect(self) -> set[str]:
         if self._closed:
             return set()
         if self._pid != os.getpid():
             # the thread stayed in the parent: events since the fork are lost
+            with self._pending_lock:
+                self._pending.clear()
             return self._refresh()
         if self._failed:
             return self._compare_all()
-        if self._late and self._ready.is_set():
-            self._late = False
-            return self._refresh()
+        if self._recheck and self._ready.is_set():
+            self._recheck = False
+            with self._pending_lock:
+                self._pending.clear()
+            return self._compare_all()
         with self._pending_lock:
             pending, self._pending = self._pending, set()
         if not pending:
             return set()
         if pending <= self._layout.exact:
             return self._compare(pending)
-        # a directory or glob changed: what it covers has to be listed again
-        return self._refresh()
+        # a directory or glob changed: what it covers has to be listed again;
+        # a watched directory that was replaced needs watching anew
+        return self._refresh(restart=not pending.isdisjoint(self._layout.dirs))
 
-    def _refresh(self) -> set[str]:
-        self._retarget()
+    def _refresh(self, restart: bool = False) -> set[str]:
+        self._relayout(restart)
+        self._recheck = not self._ready.is_set()
         return self._compare_all()
 
     def _compare(self, paths: set[str]) -> set[str]:
         current = {path: Stamp.of(path) for path in paths}
-        found = {
-            path for path, stamp in current.items() if self._stamps.get(path) != stamp
-        }
+        found = {path for path, stamp in current.items() if self._stamps.get(path) != stamp}
         self._stamps.update(current)
         return found
 
@@ -191,7 +198,10 @@ class WatchfilesTracker(_StampTracker):
         self._stop_thread()
         self._watching = dirs
         self._pid = os.getpid()
-        self._failed = self._late = False
+        self._failed = False
+        # events the stopped thread had not handed over yet are lost: the
+        # next full look at the stamps (once this thread is ready) covers them
+        self._recheck = True
         if self._closed or not dirs:
             return
         self._stop, self._ready = threading.Event(), threading.Event()
@@ -204,7 +214,6 @@ class WatchfilesTracker(_StampTracker):
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             log.warning("file watcher not ready after %.1f s, going on", START_TIMEOUT)
-            self._late = True
         log.debug("watching %d directories", len(dirs))
 
     def _stop_thread(self) -> None:
@@ -216,9 +225,7 @@ class WatchfilesTracker(_StampTracker):
         if thread.is_alive():
             log.warning("file watcher thread still running after %.1f s", STOP_TIMEOUT)
 
-    def _run(
-        self, names: dict[str, str], stop: threading.Event, ready: threading.Event
-    ) -> None:
+    def _run(self, names: dict[str, str], stop: threading.Event, ready: threading.Event) -> None:
         def counts(_change: watchfiles.Change, path: str) -> bool:
             return self._layout.counts(_given(names, path), self.matcher)
 
@@ -241,9 +248,7 @@ class WatchfilesTracker(_StampTracker):
         except (OSError, RuntimeError):
             if not stop.is_set():
                 self._failed = True
-                log.exception(
-                    "file watcher failed, comparing file stamps at every check"
-                )
+                log.exception("file watcher failed, comparing file stamps at every check")
         finally:
             ready.set()
 

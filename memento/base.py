@@ -71,6 +71,7 @@ class ReloadingMiddleware:
         self._state = threading.Lock()
         self._looking = threading.Lock()
         self._modules_seen = 0
+        self._loaded_ns = 0
         self._app: WSGIApp | None = None
         self._failure: ReloadInfo | None = None
         self._generation: Generation = {}
@@ -211,7 +212,7 @@ class ReloadingMiddleware:
             }
             self._generation.update(late)
         if late:
-            tracker.add(modules.source_files(late))
+            tracker.add(modules.source_files(late), since_ns=self._loaded_ns)
 
     def _due(self) -> bool:
         return (
@@ -265,7 +266,7 @@ class ReloadingMiddleware:
                 self._stats.reloads + (not first), self._stats.failures, info, info.generation
             )
             self._track(since)
-            self._modules_seen = len(sys.modules)
+            self._modules_seen, self._loaded_ns = len(sys.modules), since
         if first:
             log.info(
                 "loaded %s (%d modules) in %.1f ms",

@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # watchfiles logs every batch of events at INFO: memento says what matters.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
         app = make_app(args)

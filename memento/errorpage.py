@@ -36,6 +36,7 @@ _HIDDEN = (
 _NO_CHANGE = "No file change was recorded (a reload asked for by hand)."
 _STR_FAILED = "<exception str() failed>"
 _CONTEXT_LINES = 2
+_REPEATS_SHOWN = 3  # as Python's own tracebacks, for a deep recursion
 
 # Frames from these folders are shown dimmed: the user's own code stands out.
 _LIBRARY_KEYS = ("stdlib", "platstdlib", "purelib", "platlib")
@@ -56,6 +57,7 @@ class _Frame:
     name: str
     line: str
     library: bool
+    repeated: int = 0  # identical frames that follow and are not shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,18 +254,31 @@ def _links(
 def _link(
     exc: BaseException, summary: traceback.TracebackException, connector: str
 ) -> _Link:
-    frames = tuple(
-        _Frame(
-            frame.filename,
-            frame.lineno,
-            frame.name,
-            (frame.line or "").strip(),
-            _is_library(frame.filename),
-        )
-        for frame in summary.stack
-    )
+    frames = tuple(_frames(summary.stack))
     syntax = _syntax(exc) if isinstance(exc, SyntaxError) else None
     return _Link(_kind(exc), _message(exc), _notes(exc), frames, syntax, connector)
+
+
+def _frames(stack: traceback.StackSummary) -> Iterator[_Frame]:
+    """The frames, a run of identical ones cut short after a few."""
+    same = itertools.groupby(stack, key=lambda f: (f.filename, f.lineno, f.name))
+    for _, run in same:
+        summaries = list(run)
+        shown = [_frame(summary) for summary in summaries[:_REPEATS_SHOWN]]
+        hidden = len(summaries) - len(shown)
+        if hidden:
+            shown[-1] = dataclasses.replace(shown[-1], repeated=hidden)
+        yield from shown
+
+
+def _frame(summary: traceback.FrameSummary) -> _Frame:
+    return _Frame(
+        summary.filename,
+        summary.lineno,
+        summary.name,
+        (summary.line or "").strip(),
+        _is_library(summary.filename),
+    )
 
 
 def _kind(exc: BaseException) -> str:
@@ -332,8 +347,7 @@ def _raised_at(link: _Link) -> _Frame | None:
 
 
 def _path_pattern(report: _Report) -> re.Pattern[str] | None:
-    """Absolute paths a remote client must not see: known files, their folders,
-    their ``sys.path`` entries and the Python installation."""
+    """Known files, their folders and ``sys.path`` entries, Python's prefixes."""
     files = {frame.filename for link in report.links for frame in link.frames}
     files.update(link.syntax.filename or "" for link in report.links if link.syntax)
     files.update(report.changed)
@@ -371,8 +385,7 @@ def _scrub(text: str, pattern: re.Pattern[str] | None) -> str:
 
 
 def _excerpt(syntax: _Syntax) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """Up to two lines before and after the offending one, when the file on
-    disk still matches what the parser saw."""
+    """Lines around the offending one, when the file still reads as parsed."""
     if not syntax.filename or syntax.lineno is None or syntax.text is None:
         return [], []
     linecache.checkcache(syntax.filename)
@@ -532,6 +545,12 @@ def _html_frames(link: _Link) -> str:
 
 def _html_frame(frame: _Frame) -> str:
     source = f'<pre class="source">{escape(frame.line)}</pre>' if frame.line else ""
+    if frame.repeated:
+        times = "time" if frame.repeated == 1 else "times"
+        source += (
+            f'<p class="repeated">[Previous frame repeated {frame.repeated} more '
+            f"{times}]</p>"
+        )
     return (
         f'<div class="location">File "<span class="path">'
         f'{escape(frame.filename)}</span>", '

@@ -10,7 +10,7 @@ import site
 import sys
 import sysconfig
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 
 from ._compat import stdlib_module_names
@@ -28,7 +28,7 @@ def covers(names: Iterable[str], modname: str) -> bool:
     return any(modname == name or modname.startswith(name + ".") for name in names)
 
 
-@lru_cache(maxsize=None)
+@cache
 def installed_prefixes() -> tuple[str, ...]:
     """Folders of the standard library and installed distributions, each ending in a separator."""
     paths = set(site.getsitepackages()) if hasattr(site, "getsitepackages") else set()
@@ -39,7 +39,8 @@ def installed_prefixes() -> tuple[str, ...]:
     stdlib = {scheme["stdlib"], scheme["platstdlib"]}
     # Inside a virtualenv the standard library lives under the base prefix.
     for prefix in {sys.base_prefix, sys.base_exec_prefix}:
-        base = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix, "installed_base": prefix})
+        prefixes = {"base": prefix, "platbase": prefix, "installed_base": prefix}
+        base = sysconfig.get_paths(vars=prefixes)
         stdlib.update((base["stdlib"], base["platstdlib"]))
     return tuple(os.path.join(os.path.realpath(path), "") for path in paths | stdlib)
 
@@ -62,7 +63,9 @@ def is_protected(modname: str, module: object) -> bool:
     is not a plain module loaded from a file or a namespace package.
     """
     top = modname.partition(".")[0]
-    if modname == "__main__" or top == _OWN_NAME or top in stdlib_module_names():
+    # Dunder names are the interpreter's aliases (__main__, __mp_main__) or
+    # installers' import hooks.
+    if top.startswith("__") or top == _OWN_NAME or top in stdlib_module_names():
         return True
     if not isinstance(module, ModuleType):
         return True

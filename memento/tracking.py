@@ -130,6 +130,15 @@ class Tracker(Protocol):
         """
         ...
 
+    def add(self, files: Iterable[str], *, since_ns: int | None = None) -> None:
+        """Track more exact files, stamped now; the rest and pending changes stay.
+
+        ``files`` hold modules imported after ``since_ns`` (lazy imports): one
+        already gone, or modified since ``since_ns``, is reported by the next
+        :meth:`changed`.
+        """
+        ...
+
     def changed(self) -> set[str]:
         """Return and consume the paths changed since the last look."""
         ...
@@ -212,9 +221,11 @@ def _glob_dirs(pattern: str, matcher: Matcher) -> set[str]:
     return found
 
 
-def _differences(
-    old: dict[str, Stamp | None], new: dict[str, Stamp | None]
-) -> set[str]:
+def _absolute(files: Iterable[str]) -> frozenset[str]:
+    return frozenset(os.path.abspath(os.fspath(path)) for path in files)
+
+
+def _differences(old: dict[str, Stamp | None], new: dict[str, Stamp | None]) -> set[str]:
     """Return the paths whose stamps differ; an absent path counts as missing."""
     return {path for path in old.keys() | new.keys() if old.get(path) != new.get(path)}
 
@@ -234,9 +245,9 @@ def _edited_since(stamps: dict[str, Stamp | None], since_ns: int | None) -> set[
 class _StampTracker:
     """What both trackers share: the tracked entries, their stamps, the locking.
 
-    Subclasses provide ``_retarget()`` (called under the lock by :meth:`track`
-    before the stamps are taken) and ``_detect()`` (called under the lock by
-    :meth:`changed`).
+    Subclasses provide ``_retarget()`` and ``_added()`` (called under the lock
+    by :meth:`track` and :meth:`add` before stamps are taken) and ``_detect()``
+    (called under the lock by :meth:`changed`).
     """
 
     def __init__(self, matcher: Matcher | None) -> None:
@@ -260,16 +271,32 @@ class _StampTracker:
         since_ns: int | None = None,
     ) -> None:
         """Replace everything tracked; see :meth:`Tracker.track`."""
-        exact = frozenset(os.path.abspath(os.fspath(path)) for path in files)
+        exact = _absolute(files)
         entries = tuple(os.path.abspath(os.fspath(entry)) for entry in watch)
         with self._lock:
             self._files, self._watch = exact, entries
             self._retarget()
             self._stamps = self._scan()
             self._recent = _edited_since(self._stamps, since_ns)
-        log.debug(
-            "tracking %d files (%d watch entries)", len(self._stamps), len(entries)
-        )
+        log.debug("tracking %d files (%d watch entries)", len(self._stamps), len(entries))
+
+    def add(self, files: Iterable[str], *, since_ns: int | None = None) -> None:
+        """Track more exact files; see :meth:`Tracker.add`."""
+        with self._lock:
+            new = _absolute(files) - self._files
+            if not new:
+                return
+            self._files |= new
+            self._added(new)
+            # a file a watch entry covers keeps its stamp: its change stays due
+            stamps = {path: Stamp.of(path) for path in new - self._stamps.keys()}
+            self._stamps.update(stamps)
+            self._recent |= {path for path, stamp in stamps.items() if stamp is None}
+            self._recent |= _edited_since(stamps, since_ns)
+        log.debug("tracking %d more files", len(new))
+
+    def _added(self, files: frozenset[str]) -> None:
+        """Follow newly added files; the lock is held."""
 
     def changed(self) -> set[str]:
         """Return and consume the paths changed since the last look.
@@ -347,9 +374,7 @@ class PollingTracker(_StampTracker):
         self._scanned = time.monotonic()
         return found
 
-    def _wait_for_quiet(
-        self, current: dict[str, Stamp | None]
-    ) -> dict[str, Stamp | None]:
+    def _wait_for_quiet(self, current: dict[str, Stamp | None]) -> dict[str, Stamp | None]:
         """Look again every ``settle`` seconds until nothing more changes."""
         deadline = time.monotonic() + SETTLE_LIMIT
         while self.settle and time.monotonic() + self.settle <= deadline:
@@ -361,9 +386,7 @@ class PollingTracker(_StampTracker):
         return current
 
 
-def make_tracker(
-    interval: float, *, events: bool | None = None, settle: float = 0.05
-) -> Tracker:
+def make_tracker(interval: float, *, events: bool | None = None, settle: float = 0.05) -> Tracker:
     """Return the tracker to use: file-system events when available, else polling.
 
     ``events`` ``None`` uses :mod:`watchfiles` when it is installed, ``True``

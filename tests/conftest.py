@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import pytest
 import webtest.http
+from helpers import wait_until
 
 
 @pytest.fixture
@@ -30,6 +31,14 @@ def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     yield make
     for modname in set(sys.modules) - before:
         del sys.modules[modname]
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -52,10 +61,11 @@ def live_server() -> Iterator[Callable[..., str]]:
                 app, host="127.0.0.1", port=free_port(), threads=threads
             )
             stops.append(srv.shutdown)
-            assert srv.wait(), "waitress did not start"
+            wait_until(lambda: _accepts(srv.adj.port), what="waitress to listen")
             return srv.application_url
-        from memento.cli import QuietHandler, ThreadingWSGIServer
         from wsgiref.simple_server import make_server
+
+        from memento.cli import QuietHandler, ThreadingWSGIServer
 
         httpd = make_server(
             "127.0.0.1", 0, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
@@ -74,3 +84,21 @@ def live_server() -> Iterator[Callable[..., str]]:
     yield start
     for stop in reversed(stops):
         stop()
+
+
+@pytest.fixture(autouse=True)
+def close_middlewares(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Close every middleware a test made, so no watcher thread outlives it."""
+    from memento.base import ReloadingMiddleware
+
+    made: list[ReloadingMiddleware] = []
+    original = ReloadingMiddleware.__init__
+
+    def init(self: ReloadingMiddleware, *args: Any, **kwargs: Any) -> None:
+        made.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReloadingMiddleware, "__init__", init)
+    yield
+    for middleware in made:
+        middleware.close()

@@ -83,3 +83,11 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def fetch(url: str, timeout: float = 5) -> str:
+    """GET a URL on 127.0.0.1 and return the body as text."""
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read().decode()

@@ -5,7 +5,7 @@ the way a reload imports it; the page shown to a loopback client is written
 next to the screenshot and opened with headless Chromium::
 
     python tests/render_errorpage.py              # writes docs/errorpage.png
-    python tests/render_errorpage.py out.png --width 1200 --height 1100
+    python tests/render_errorpage.py out.png --width 1200 --height 1240
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         "output", nargs="?", default=str(ROOT / "docs" / "errorpage.png")
     )
     parser.add_argument("--width", type=int, default=1200)
-    parser.add_argument("--height", type=int, default=1100)
+    parser.add_argument("--height", type=int, default=1240)
     parser.add_argument("--timeout", type=float, default=90)
     args = parser.parse_args(argv)
     output = Path(args.output)

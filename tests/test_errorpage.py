@@ -161,7 +161,7 @@ def test_syntax_error_page_names_error_line_and_file(tmp_path, html):
     assert "SyntaxError" in body
     assert f"line {error.lineno}" in body
     assert str(path) in body
-    assert "def index(request:" in body
+    assert error.text.strip() in body
     assert "^" in body
     assert "Traceback" in body
 
@@ -176,6 +176,7 @@ def test_syntax_error_for_remote_client_names_base_name_only(tmp_path, html):
     assert "views.py" in body
     assert str(tmp_path) not in body
     assert "def index" not in body
+    assert error.text.strip() not in body
     assert "Traceback" not in body
     assert 'File "' not in body
 
@@ -265,6 +266,20 @@ def test_loopback_client_sees_frames_with_source_lines(tmp_path, html):
     assert str(config) in body
     assert "Traceback" in body
     assert "in load" in body or 'in <span class="function">load</span>' in body
+
+
+def recurse(depth: int) -> int:
+    return recurse(depth + 1)
+
+
+@pytest.mark.parametrize("html", [True, False])
+def test_deep_recursion_is_cut_short(html):
+    with pytest.raises(RecursionError) as info:
+        recurse(0)
+    body = page(info.value, html=html)
+    assert "RecursionError" in body
+    assert "repeated" in body
+    assert len(body) < 40_000
 
 
 def test_broken_str_does_not_break_the_page():
@@ -433,3 +448,40 @@ def test_render_script_writes_a_screenshot(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert output.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_html_page_shows_the_fixed_application_by_itself(live_server, tmp_path):
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
+    error = chained(context=False)
+    accepts: list[str] = []
+
+    def app(environ, start_response):
+        if environ["PATH_INFO"] != "/":
+            start_response("404 Not Found", [("Content-Type", "text/plain")])
+            return [b"not found"]
+        accepts.append(environ.get("HTTP_ACCEPT", ""))
+        if len(accepts) <= 2:  # the page, then its first check: still broken
+            status, headers, body = errorpage.respond(error, [], environ, None)
+            start_response(status, headers)
+            return [body]
+        body = b"<!DOCTYPE html><title>shop</title><p>the fixed application</p>"
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [body]
+
+    url = live_server(app, server="wsgiref")
+    command = [
+        browser,
+        *BROWSER_FLAGS,
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--virtual-time-budget=20000",
+        "--dump-dom",
+        url,
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=BROWSER_TIMEOUT
+    )
+    assert "the fixed application" in result.stdout, result.stderr
+    assert "text/html" in accepts[0]
+    assert accepts[1:3] == ["text/plain", "text/plain"]

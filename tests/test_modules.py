@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import types
@@ -47,8 +48,7 @@ def test_forget_calls_unload_hooks_children_first(make_package):
         {"__init__.py": "ORDER = []\ndef __memento_unload__():\n    ORDER.append('shop')\n",
          "views.py": "import shop\ndef __memento_unload__():\n    shop.ORDER.append('views')\n"},
     )
-    import shop.views
-
+    importlib.import_module("shop.views")
     order = sys.modules["shop"].ORDER
     modules.forget(modules.snapshot(["shop", "shop.views"]))
     assert order == ["views", "shop"]
@@ -57,8 +57,7 @@ def test_forget_calls_unload_hooks_children_first(make_package):
 
 def test_restore_puts_a_generation_back(make_package):
     make_package("shop", {"__init__.py": "", "views.py": "X = 1\n"})
-    import shop.views
-
+    importlib.import_module("shop.views")
     generation = modules.snapshot(["shop", "shop.views"])
     modules.forget(generation)
     modules.restore(generation)

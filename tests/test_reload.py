@@ -124,6 +124,7 @@ def test_watcher_delivers_changes(make_package, wrap):
     assert middleware.stats.reloads == 1
     middleware.close()
     assert not [t for t in threading.enumerate() if t.name.startswith("memento")]
+    assert middleware.stats.generation == 2
 
 
 def test_hooks_receive_reload_info_and_failing_hook_is_logged(make_package, wrap, caplog):
@@ -210,5 +211,6 @@ def test_factory_statement_is_called_again_after_reload(make_package, wrap):
     )
     app = TestApp(wrap("shop.wsgi:create_app('hi', punct='?')"), lint=True)
     assert app.get("/").text == "hi?"
-    edit(pkg / "wsgi.py", (pkg / "wsgi.py").read_text().replace("greeting + punct", "punct + greeting"))
+    source = (pkg / "wsgi.py").read_text()
+    edit(pkg / "wsgi.py", source.replace("greeting + punct", "punct + greeting"))
     assert app.get("/").text == "?hi"

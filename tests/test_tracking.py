@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -58,9 +59,7 @@ def watcher_threads() -> set[threading.Thread]:
 
 
 @pytest.fixture(params=["polling", "watchfiles"])
-def tracker(
-    request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
-) -> Iterator[Tracker]:
+def tracker(request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture) -> Iterator[Tracker]:
     """Each backend; a watcher that fell back to comparing stamps fails the test."""
     tracker: Tracker
     if request.param == "polling":
@@ -69,9 +68,7 @@ def tracker(
         tracker = WatchfilesTracker()
     yield tracker
     tracker.close()
-    assert [
-        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
-    ] == []
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # -- Stamp and Matcher -------------------------------------------------------
@@ -175,9 +172,7 @@ def test_nothing_changed_reports_nothing(tmp_path: Path, tracker: Tracker) -> No
     assert reported_with(tracker, tmp_path / "a.py") == {path}
 
 
-def test_equal_size_edits_within_one_second_are_seen(
-    tmp_path: Path, tracker: Tracker
-) -> None:
+def test_equal_size_edits_within_one_second_are_seen(tmp_path: Path, tracker: Tracker) -> None:
     path = write(tmp_path / "a.py", "x = 1\n")
     os.utime(path, ns=(SECOND_NS + 100, SECOND_NS + 100))
     tracker.track([path])
@@ -196,9 +191,7 @@ def test_deleted_file_is_reported(tmp_path: Path, tracker: Tracker) -> None:
     assert collect(tracker, {path}) == {path}
 
 
-def test_missing_file_is_reported_when_it_appears(
-    tmp_path: Path, tracker: Tracker
-) -> None:
+def test_missing_file_is_reported_when_it_appears(tmp_path: Path, tracker: Tracker) -> None:
     path = str(tmp_path / "a.py")
     tracker.track([path])
     assert tracker.files == frozenset({path})
@@ -215,9 +208,23 @@ def test_file_appearing_in_a_missing_directory_is_reported(
     assert collect(tracker, {path}) == {path}
 
 
-def test_named_files_are_tracked_even_if_excluded(
+def test_directory_removed_and_made_again_is_still_watched(
     tmp_path: Path, tracker: Tracker
 ) -> None:
+    path = write(tmp_path / "pkg" / "a.py", "x = 1\n")
+    tracker.track([path])
+    shutil.rmtree(tmp_path / "pkg")
+    write(tmp_path / "pkg" / "a.py", "x = 2\n")
+    assert collect(tracker, {path}) == {path}
+    write(tmp_path / "pkg" / "a.py", "x = 33\n")
+    assert collect(tracker, {path}) == {path}
+    shutil.rmtree(tmp_path / "pkg")
+    assert collect(tracker, {path}) == {path}
+    write(tmp_path / "pkg" / "a.py", "x = 4\n")
+    assert collect(tracker, {path}) == {path}
+
+
+def test_named_files_are_tracked_even_if_excluded(tmp_path: Path, tracker: Tracker) -> None:
     path = write(tmp_path / "settings.db")
     tracker.track([path])
     write(tmp_path / "settings.db", "changed\n")
@@ -339,9 +346,7 @@ def test_track_drops_pending_changes(tmp_path: Path, tracker: Tracker) -> None:
     assert reported_with(tracker, tmp_path / "sentinel.py") == {sentinel}
 
 
-def test_track_drops_pending_changes_of_untracked_files(
-    tmp_path: Path, tracker: Tracker
-) -> None:
+def test_track_drops_pending_changes_of_untracked_files(tmp_path: Path, tracker: Tracker) -> None:
     first = write(tmp_path / "first.py")
     tracker.track([first])
     write(tmp_path / "first.py", "changed\n")
@@ -349,6 +354,40 @@ def test_track_drops_pending_changes_of_untracked_files(
     tracker.track([second])
     assert tracker.files == frozenset({second})
     assert reported_with(tracker, tmp_path / "second.py") == {second}
+
+
+def test_add_tracks_more_files_and_keeps_pending_changes(tmp_path: Path, tracker: Tracker) -> None:
+    first = write(tmp_path / "first.py", "x = 1\n")
+    tracker.track([first])
+    write(tmp_path / "first.py", "x = 22\n")
+    late = write(tmp_path / "lazy" / "late.py", "y = 1\n")
+    tracker.add([late, first])
+    assert tracker.files == frozenset({first, late})
+    assert collect(tracker, {first}) == {first}
+    write(tmp_path / "lazy" / "late.py", "y = 22\n")
+    assert collect(tracker, {late}) == {late}
+
+
+def test_added_file_already_gone_is_reported(tmp_path: Path, tracker: Tracker) -> None:
+    first = write(tmp_path / "first.py")
+    tracker.track([first])
+    gone = str(tmp_path / "gone.py")
+    tracker.add([gone])
+    assert tracker.changed() == {gone}
+    assert reported_with(tracker, tmp_path / "first.py") == {first}
+
+
+def test_added_file_edited_since_the_load_is_reported(tmp_path: Path, tracker: Tracker) -> None:
+    first = write(tmp_path / "first.py")
+    tracker.track([first])
+    since = time.time_ns() - 10**9
+    edited = write(tmp_path / "edited.py")
+    older = write(tmp_path / "older.py")
+    os.utime(edited, ns=(since + 5 * 10**8, since + 5 * 10**8))
+    os.utime(older, ns=(since - 10**9, since - 10**9))
+    tracker.add([edited, older], since_ns=since)
+    assert tracker.changed() == {edited}
+    assert reported_with(tracker, tmp_path / "first.py") == {first}
 
 
 def test_each_change_reaches_one_caller(tmp_path: Path, tracker: Tracker) -> None:
@@ -369,9 +408,10 @@ def test_each_change_reaches_one_caller(tmp_path: Path, tracker: Tracker) -> Non
     for thread in threads:
         thread.start()
     try:
-        write(tmp_path / "a.py", "x = 22\n")
+        # saved by renaming over: a single event, so a single report is due
+        os.replace(write(tmp_path / "a.py.new", "x = 22\n"), path)
         wait_until(lambda: reports, what="a report of a.py")
-        write(tmp_path / "sentinel.py", "changed\n")
+        os.replace(write(tmp_path / "sentinel.py.new", "changed\n"), sentinel)
         wait_until(lambda: len(reports) > 1, what="a report of sentinel.py")
     finally:
         stop.set()
@@ -555,9 +595,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 def test_watcher_created_before_a_fork_reports_in_the_child(tmp_path: Path) -> None:
     path = write(tmp_path / "a.py")
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), env.get("PYTHONPATH")])
-    )
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(FORK_SCRIPT), path],
         env=env,
@@ -565,9 +603,7 @@ def test_watcher_created_before_a_fork_reports_in_the_child(tmp_path: Path) -> N
         text=True,
         timeout=60,
     )
-    assert result.returncode == 0, (
-        f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
 # -- make_tracker -------------------------------------------------------------

@@ -1,0 +1,289 @@
+"""In-process measurements, each run in a fresh interpreter; prints one JSON object.
+
+* ``limit``: the floor memento is compared against. Edit the marker, forget
+  the application's modules from ``sys.modules``, import them again and
+  answer ``/`` with a direct WSGI call: no change detection, no server.
+* ``memory``: resident memory of a process serving the application under
+  memento after a number of reloads, each driven by an edit and a direct
+  WSGI call.
+* ``profile``: cProfile of one memento reload.
+
+::
+
+    python bench/probes.py limit --app-dir DIR --app pkg.wsgi:app --edits 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import importlib
+import importlib.util
+import io
+import json
+import os
+import pstats
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+from wsgiref.util import setup_testing_defaults
+
+from client import summarize
+from genapp import marker_value, read_marker, write_marker
+
+WSGIApp = Callable[..., Any]
+
+
+def call(app: WSGIApp, path: str = "/") -> tuple[str, str]:
+    """Answer ``path`` with a direct WSGI call; always closes the response."""
+    environ: dict[str, Any] = {"PATH_INFO": path, "HTTP_ACCEPT": "text/html"}
+    setup_testing_defaults(environ)
+    environ["REMOTE_ADDR"] = "127.0.0.1"
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: list, exc_info: object = None) -> None:
+        statuses.append(status)
+
+    result = app(environ, start_response)
+    try:
+        body = b"".join(result)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return statuses[-1], body.decode("utf-8", "replace")
+
+
+def marker_path(statement: str) -> Path:
+    package = statement.partition(".")[0]
+    spec = importlib.util.find_spec(package)
+    assert spec is not None and spec.submodule_search_locations
+    return Path(list(spec.submodule_search_locations)[0]) / "marker.py"
+
+
+def resident_mb() -> float:
+    """This process's resident set size in MB, from ``/proc/self/statm``."""
+    with open("/proc/self/statm", encoding="ascii") as file:
+        pages = int(file.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def forget(package: str) -> int:
+    names = [n for n in sys.modules if n == package or n.startswith(package + ".")]
+    for name in names:
+        del sys.modules[name]
+    return len(names)
+
+
+def load_app(statement: str) -> WSGIApp:
+    module, _, attr = statement.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def limit(args: argparse.Namespace) -> dict:
+    """Forget and re-import the user's modules after each edit; time edit→fresh."""
+    package = args.app.partition(".")[0]
+    path = marker_path(args.app)
+    app = load_app(args.app)
+    call(app)
+    rng = random.Random(1)
+    samples, imports, forgotten = [], [], 0
+    for index in range(args.edits):
+        time.sleep(rng.uniform(0.05, 0.15))
+        value = marker_value(args.seq + index)
+        write_marker(path, value)
+        written = time.perf_counter()
+        forgotten = forget(package)
+        importlib.invalidate_caches()
+        app = load_app(args.app)
+        imported = time.perf_counter()
+        status, body = call(app)
+        answered = time.perf_counter()
+        if read_marker(body) != value:
+            raise RuntimeError(f"LIMIT: expected {value!r}, got {status} {body[:200]!r}")
+        samples.append(answered - written)
+        imports.append(imported - written)
+    return {
+        "edits": args.edits,
+        "samples_ms": [round(s * 1000, 2) for s in samples],
+        **summarize(samples),
+        "import_median_ms": round(statistics.median(imports) * 1000, 2),
+        "modules": forgotten,
+        "edit_timeouts": 0,
+        "refused": 0,
+        "failed": 0,
+        "errors": 0,
+        "stale": 0,
+        "wrong": 0,
+        "flapped": 0,
+    }
+
+
+def make_middleware(args: argparse.Namespace) -> Any:
+    import memento
+
+    options = {"interval": 0, "events": False, "scope": args.scope}
+    if args.policy == "mori":
+        return memento.Mori(args.app, **options)
+    return memento.Assassin(args.app, [args.app.partition(".")[0]], **options)
+
+
+def reload_once(app: WSGIApp, path: Path, value: str) -> None:
+    write_marker(path, value)
+    status, body = call(app)
+    if read_marker(body) != value:
+        raise RuntimeError(f"expected {value!r} after a reload, got {status} {body[:300]!r}")
+
+
+class Reimporter:
+    """The same reloads without memento: forget the package, import it again."""
+
+    def __init__(self, statement: str) -> None:
+        self.statement = statement
+        self.package = statement.partition(".")[0]
+        self.app = load_app(statement)
+        self.reloads = 0
+
+    def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
+        return self.app(environ, start_response)
+
+    def reload(self) -> None:
+        forget(self.package)
+        importlib.invalidate_caches()
+        self.app = load_app(self.statement)
+        self.reloads += 1
+
+
+def memory(args: argparse.Namespace) -> dict:
+    """RSS after the first load and after each count of reloads in ``--reloads``.
+
+    ``--policy none`` reloads without memento (forget and import again, as
+    LIMIT does): the growth Python and the application cause by themselves.
+    """
+    checkpoints = sorted(int(n) for n in args.reloads.split(","))
+    app = Reimporter(args.app) if args.policy == "none" else make_middleware(args)
+    path = marker_path(args.app)
+    call(app)
+    gc.collect()
+    rss = {"0": round(resident_mb(), 2)}
+    durations = []
+    done = 0
+    for checkpoint in checkpoints:
+        while done < checkpoint:
+            started = time.perf_counter()
+            if isinstance(app, Reimporter):
+                write_marker(path, marker_value(args.seq + done))
+                app.reload()
+                call(app)
+            else:
+                reload_once(app, path, marker_value(args.seq + done))
+            durations.append(time.perf_counter() - started)
+            done += 1
+        gc.collect()
+        rss[str(checkpoint)] = round(resident_mb(), 2)
+    reloads = app.reloads if isinstance(app, Reimporter) else app.stats.reloads
+    if not isinstance(app, Reimporter):
+        app.close()
+    first, last = str(checkpoints[0]), str(checkpoints[-1])
+    return {
+        "rss_mb": rss,
+        "growth_mb": round(rss[last] - rss[first], 2),
+        "growth_per_reload_kb": round(
+            (rss[last] - rss[first]) * 1024 / max(1, checkpoints[-1] - checkpoints[0]),
+            2,
+        ),
+        "reloads": reloads,
+        "reload_median_ms": round(statistics.median(durations) * 1000, 2),
+        "modules": sum(1 for n in sys.modules if n.startswith(args.app.partition(".")[0])),
+    }
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """cProfile one reload (the request that finds the edit), after a warm-up reload."""
+    app = make_middleware(args)
+    path = marker_path(args.app)
+    call(app)
+    reload_once(app, path, marker_value(args.seq))
+    value = marker_value(args.seq + 1)
+    write_marker(path, value)
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    status, body = call(app)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    if read_marker(body) != value:
+        raise RuntimeError(f"expected {value!r}, got {status} {body[:300]!r}")
+    last = app.stats.last
+    app.close()
+    stats = pstats.Stats(profiler)
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+    if args.dump:
+        Path(args.dump).write_text(text.getvalue(), encoding="utf-8")
+        profiler.dump_stats(str(Path(args.dump).with_suffix(".prof")))
+    return {
+        "request_ms": round(elapsed * 1000, 2),
+        "reload_ms": round(last.duration * 1000, 2) if last else None,
+        "forgotten": len(last.forgotten) if last else None,
+        "top_tottime": _top(stats, "tottime", args.top),
+        "top_cumulative": _top(stats, "cumulative", args.top),
+        "memento_cumulative": _top(stats, "cumulative", args.top, only="/memento/"),
+    }
+
+
+def _top(stats: pstats.Stats, key: str, count: int, only: str = "") -> list[dict]:
+    rows = []
+    entries = [
+        item
+        for item in stats.stats.items()  # type: ignore[attr-defined]
+        if only in item[0][0]
+    ]
+    for (filename, line, func), (_cc, calls, tottime, cumtime, _callers) in sorted(
+        entries,
+        key=lambda item: item[1][2 if key == "tottime" else 3],
+        reverse=True,
+    )[:count]:
+        rows.append(
+            {
+                "function": f"{_short(filename)}:{line}({func})",
+                "calls": calls,
+                "tottime_ms": round(tottime * 1000, 2),
+                "cumtime_ms": round(cumtime * 1000, 2),
+            }
+        )
+    return rows
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/memento/", "/lib/python"):
+        if marker in filename:
+            return marker.strip("/") + "/" + filename.split(marker, 1)[1]
+    return filename if filename.startswith("<") else os.path.basename(filename)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="in-process benchmark probes")
+    parser.add_argument("probe", choices=("limit", "memory", "profile"))
+    parser.add_argument("--app-dir", required=True)
+    parser.add_argument("--app", required=True, help="pkg.wsgi:app")
+    parser.add_argument("--edits", type=int, default=10)
+    parser.add_argument("--seq", type=int, default=1, help="first marker number")
+    parser.add_argument("--policy", choices=("mori", "assassin", "none"), default="mori")
+    parser.add_argument("--scope", default="all")
+    parser.add_argument("--reloads", default="50,300", help="checkpoints, comma separated")
+    parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--dump", default=None, help="write the profile text here")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, args.app_dir)
+    probe = {"limit": limit, "memory": memory, "profile": profile}[args.probe]
+    print(json.dumps(probe(args)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

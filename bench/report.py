@@ -1,0 +1,469 @@
+"""Ratios, targets and the human-readable reports (results.md, results.png)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+FAILURE_KEYS = ("refused", "failed", "errors", "edit_timeouts")
+WRONG_KEYS = ("flapped", "wrong")
+
+
+def is_memento(name: str) -> bool:
+    return name.startswith("memento:")
+
+
+def is_peer(name: str) -> bool:
+    return name in ("hupper+waitress", "werkzeug", "gunicorn")
+
+
+def scope_of(name: str) -> str | None:
+    return name.split(":", 1)[1].split("/")[1] if is_memento(name) else None
+
+
+def _median(record: object) -> float | None:
+    if isinstance(record, dict) and isinstance(record.get("median_ms"), (int, float)):
+        return float(record["median_ms"])
+    return None
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return round(a / b, 3)
+
+
+def contenders(entry: dict) -> dict[str, dict]:
+    return {k: v for k, v in entry.items() if isinstance(v, dict)}
+
+
+def compute_ratios(results: dict) -> dict:
+    """memento ÷ LIMIT, ÷ each peer and ÷ the fastest peer; wrapped ÷ bare."""
+    ratios: dict = {"latency": {}, "idle": {}}
+    for key, entry in results.get("latency", {}).items():
+        runs = contenders(entry)
+        limit = _median(runs.get("LIMIT"))
+        peers = {n: _median(r) for n, r in runs.items() if is_peer(n) and _median(r)}
+        fastest = min(peers.items(), key=lambda item: item[1]) if peers else None
+        table = {}
+        for name, record in runs.items():
+            median = _median(record)
+            if not is_memento(name) or median is None:
+                continue
+            table[name] = {
+                "vs_limit": _ratio(median, limit),
+                "vs_fastest_peer": _ratio(median, fastest[1] if fastest else None),
+                "fastest_peer": fastest[0] if fastest else None,
+                **{f"vs_{peer}": _ratio(median, value) for peer, value in peers.items()},
+            }
+        ratios["latency"][key] = table
+    medians = results.get("idle", {}).get("median_rps", {})
+    bare = medians.get("bare")
+    for name, rps in medians.items():
+        if name != "bare":
+            ratios["idle"][name] = _ratio(rps, bare)
+    return ratios
+
+
+def failures(record: dict) -> int:
+    return sum(int(record.get(key) or 0) for key in FAILURE_KEYS)
+
+
+def check_targets(results: dict, ratios: dict) -> list[dict]:
+    """One row per target and measurement: value, bound, met or not."""
+    rows: list[dict] = []
+
+    def add(target: str, where: str, value: float | None, bound: float, below: bool) -> None:
+        ok = None if value is None else (value <= bound if below else value >= bound)
+        rows.append({"target": target, "where": where, "value": value, "bound": bound, "ok": ok})
+
+    for key, table in ratios["latency"].items():
+        for name, ratio in table.items():
+            if scope_of(name) == "all" and "@" not in name:
+                add(
+                    "scope=all edit→fresh ≤ 1.3 × LIMIT",
+                    f"{key} {name}",
+                    ratio["vs_limit"],
+                    1.3,
+                    True,
+                )
+                add(
+                    "scope=all edit→fresh ≤ 0.15 × fastest restart peer",
+                    f"{key} {name} (vs {ratio['fastest_peer']})",
+                    ratio["vs_fastest_peer"],
+                    0.15,
+                    True,
+                )
+    for key, table in ratios["latency"].items():
+        if not key.endswith("-500"):
+            continue
+        for name, ratio in table.items():
+            if scope_of(name) == "dependents":
+                add(
+                    "scope=dependents ≤ 0.1 × LIMIT (N=500 leaf edit)",
+                    f"{key} {name}",
+                    ratio["vs_limit"],
+                    0.1,
+                    True,
+                )
+    for name, ratio in ratios["idle"].items():
+        if name.endswith("/poll"):  # interval 0: shown, not a target
+            continue
+        add("idle throughput ≥ 0.97 × bare", name, ratio, 0.97, False)
+    failed = 0
+    wrong = 0
+    for entry in results.get("latency", {}).values():
+        for name, record in contenders(entry).items():
+            if is_memento(name) and "error" not in record:
+                failed += failures(record)
+                wrong += sum(int(record.get(key) or 0) for key in WRONG_KEYS)
+    for name, runs in results.get("idle", {}).get("runs", {}).items():
+        if is_memento(name):
+            failed += sum(int(run.get("failed") or 0) for run in runs)
+    add(
+        "0 failed requests (memento: refused, failed, non-200, timed out)",
+        "latency + idle runs",
+        failed,
+        0,
+        True,
+    )
+    add("0 stale answers once fresh (memento)", "latency runs", wrong, 0, True)
+    for name, record in results.get("memory", {}).items():
+        if name.endswith(" none"):  # the baseline without memento
+            continue
+        if isinstance(record, dict) and "growth_mb" in record:
+            add("RSS growth 50→300 reloads < 20 MB", name, record["growth_mb"], 20, True)
+    for name, record in results.get("cpu", {}).get("runs", {}).items():
+        if not is_memento(name) or "error" in record:
+            continue
+        bound = 0.5 if name.endswith("/watch") else 2.0
+        kind = "watcher" if name.endswith("/watch") else "polling"
+        for mode, label in (("idle_pct", "idle"), ("rps1_pct", "1 request/s")):
+            add(
+                f"idle CPU, 10,000 files, {kind} < {bound} % of a core",
+                f"{name} ({label})",
+                record[mode],
+                bound,
+                True,
+            )
+    return rows
+
+
+# -- markdown ----------------------------------------------------------------------
+
+
+def _fmt(value: object, digits: int = 1) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _x(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}×"
+
+
+def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
+    meta = results.get("meta", {})
+    lines = ["# memento benchmark results", ""]
+    versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items() if v)
+    lines += [
+        f"{meta.get('date', '')} · Python {meta.get('python', '')} · "
+        f"{meta.get('cpus', '')} CPUs · {meta.get('platform', '')}",
+        "",
+        f"{versions}. Load generator: {meta.get('load_tool', '')}. "
+        f"{meta.get('edits', '')} edits per latency run"
+        + (" (quick run)" if meta.get("quick") else "")
+        + ".",
+        "",
+        "## Targets",
+        "",
+        "| target | where | value | bound | met |",
+        "| --- | --- | ---: | ---: | :---: |",
+    ]
+    for row in targets:
+        met = {True: "yes", False: "**no**", None: "–"}[row["ok"]]
+        lines.append(
+            f"| {row['target']} | {row['where']} | {_fmt(row['value'], 3)} | "
+            f"{row['bound']} | {met} |"
+        )
+    lines += [
+        "",
+        "## Edit → fresh latency (ms)",
+        "",
+        "Time from the atomic rewrite of `marker.py` to the first `/` answer "
+        "showing the new marker. ×LIMIT and ×peer: memento's median over "
+        "LIMIT's and over the fastest restarting peer's. *bad*: refused + failed "
+        "+ non-200 + timed-out edits; *stale*: answers with the old marker after "
+        "the write; *flap*: stale answers after a fresh one; *fgt*: modules "
+        "memento forgot per reload; *reload*: memento's own reload time from its "
+        "log (LIMIT: the re-import alone), median.",
+        "",
+    ]
+    for key, entry in results.get("latency", {}).items():
+        lines += [
+            f"### {key} ({entry.get('modules', '?')} modules, "
+            f"{entry.get('dependents', '?')} on the marker's import chain)",
+            "",
+            "| contender | median | min | max | ×LIMIT | ×peer | bad | stale | "
+            "flap | fgt | reload | start s |",
+            "| --- " + "| ---: " * 11 + "|",
+        ]
+        table = ratios["latency"].get(key, {})
+        for name, record in contenders(entry).items():
+            if "error" in record:
+                lines.append(f"| {name} | error: {record['error'][:120]!s} | | | | | | | | | |")
+                continue
+            ratio = table.get(name, {})
+            cells = [
+                name,
+                _fmt(record.get("median_ms")),
+                _fmt(record.get("min_ms")),
+                _fmt(record.get("max_ms")),
+                _x(ratio.get("vs_limit")),
+                _x(ratio.get("vs_fastest_peer")),
+                failures(record),
+                record.get("stale", 0),
+                record.get("flapped", 0),
+                _fmt(record.get("forgotten_median", record.get("modules")), 0),
+                _fmt(record.get("server_reload_median_ms", record.get("import_median_ms"))),
+                _fmt(record.get("startup_s"), 2),
+            ]
+            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append("")
+    idle = results.get("idle")
+    if idle:
+        lines += [
+            "## Idle overhead (requests/s)",
+            "",
+            f"`/` of the {idle.get('app')} app through waitress (8 threads), "
+            f"{idle.get('seconds')} s per run, {idle.get('rounds')} rounds "
+            "interleaved; median of the rounds.",
+            "",
+            "| server | runs (req/s) | median | ÷ bare | failed |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for name, runs in idle.get("runs", {}).items():
+            values = ", ".join(_fmt(r.get("rps"), 0) if "rps" in r else "error" for r in runs)
+            failed = sum(int(r.get("failed") or 0) for r in runs)
+            lines.append(
+                f"| {name} | {values} | "
+                f"{_fmt(idle.get('median_rps', {}).get(name), 0)} | "
+                f"{_x(ratios['idle'].get(name)) if name != 'bare' else '1.00×'} | "
+                f"{failed} |"
+            )
+        lines.append("")
+    memory = results.get("memory")
+    if memory:
+        lines += [
+            "## Memory (RSS, MB)",
+            "",
+            "A process serving the N=50 app under memento, reloads driven by "
+            "editing `marker.py` and a direct WSGI call. *none*: the same reloads "
+            "without memento (forget the package, import it again), the growth "
+            "Python and the application cause by themselves. Growth is measured "
+            "from the first to the last checkpoint; the first reloads warm the "
+            "allocator up.",
+            "",
+            "| app, policy | RSS after load / reloads | growth | per reload | reload median ms |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for name, record in sorted(memory.items()):
+            if "error" in record:
+                lines.append(f"| {name} | error: {record['error'][:150]} | | | |")
+                continue
+            rss = ", ".join(f"{k}: {v}" for k, v in record["rss_mb"].items())
+            lines.append(
+                f"| {name} | {rss} | {record['growth_mb']} MB | "
+                f"{record['growth_per_reload_kb']} kB | "
+                f"{record['reload_median_ms']} |"
+            )
+        lines.append("")
+    cpu = results.get("cpu")
+    if cpu:
+        runs = cpu.get("runs", {})
+        bare = runs.get("bare", {})
+        lines += [
+            "## Idle CPU (% of one core)",
+            "",
+            f"Server processes (the whole process group) over "
+            f"{cpu.get('window_s')} s, tracking {cpu.get('files')} files; *net*: "
+            "minus the bare waitress server in the same mode.",
+            "",
+            "| server | idle | net | 1 request/s | net |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for name, record in runs.items():
+            if "error" in record:
+                lines.append(f"| {name} | error: {record['error'][:150]} | | | |")
+                continue
+            net_idle = _net(record, bare, "idle_pct")
+            net_busy = _net(record, bare, "rps1_pct")
+            lines.append(
+                f"| {name} | {_fmt(record['idle_pct'], 2)} | {_fmt(net_idle, 2)} "
+                f"| {_fmt(record['rps1_pct'], 2)} | {_fmt(net_busy, 2)} |"
+            )
+        lines.append("")
+    profile = results.get("profile")
+    if profile:
+        lines += ["## Where a reload spends its time (cProfile)", ""]
+        for name, record in profile.items():
+            if "error" in record:
+                lines += [f"### {name}", "", f"error: {record['error'][:300]}", ""]
+                continue
+            lines += [
+                f"### {name}: request {record['request_ms']} ms, reload "
+                f"{record['reload_ms']} ms, {record['forgotten']} modules forgotten",
+                "",
+            ]
+            for title, key in (
+                ("function (by own time)", "top_tottime"),
+                ("memento's functions (by cumulative time)", "memento_cumulative"),
+            ):
+                lines += [
+                    f"| {title} | calls | own ms | cumulative ms |",
+                    "| --- | ---: | ---: | ---: |",
+                ]
+                for row in record.get(key, [])[:10]:
+                    lines.append(
+                        f"| `{row['function']}` | {row['calls']} | "
+                        f"{row['tottime_ms']} | {row['cumtime_ms']} |"
+                    )
+                lines.append("")
+    errors = results.get("errors")
+    if errors:
+        lines += ["## Parts that failed", ""]
+        for name, text in errors.items():
+            lines += [f"### {name}", "", "```", text.strip()[-1500:], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _net(record: dict, bare: dict, key: str) -> float | None:
+    if key not in record or key not in bare:
+        return None
+    return round(record[key] - bare[key], 3)
+
+
+# -- plot --------------------------------------------------------------------------
+
+
+def plot(results: dict, path: Path) -> bool:
+    """Draw the latency medians per application and the idle figures; False
+    when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    latency = results.get("latency", {})
+    keys = list(latency)
+    extra = [name for name in ("idle", "cpu") if results.get(name)]
+    panels = len(keys) + len(extra)
+    if not panels:
+        return False
+    cols = 2
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(14, 4.2 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, key in zip(flat, keys):
+        _plot_latency(ax, key, latency[key])
+    for ax, name in zip(flat[len(keys) :], extra):
+        (_plot_idle if name == "idle" else _plot_cpu)(ax, results[name])
+    for ax in flat[panels:]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _colour(name: str) -> str:
+    if name == "LIMIT":
+        return "#555555"
+    if is_peer(name):
+        return "#d62728"
+    return "#1f77b4" if scope_of(name) == "all" else "#2ca02c"
+
+
+def _plot_latency(ax: Any, key: str, entry: dict) -> None:
+    names, medians, lows, highs = [], [], [], []
+    for name, record in contenders(entry).items():
+        median = _median(record)
+        if median is None:
+            continue
+        names.append(name.replace("memento:", ""))
+        medians.append(median)
+        lows.append(median - float(record.get("min_ms") or median))
+        highs.append(float(record.get("max_ms") or median) - median)
+    colours = [_colour(n if n in ("LIMIT",) or is_peer(n) else "memento:" + n) for n in names]
+    positions = list(range(len(names)))
+    ax.barh(positions, medians, xerr=[lows, highs], color=colours, capsize=2)
+    ax.set_yticks(positions, names, fontsize=8)
+    ax.invert_yaxis()
+    limit = _median(entry.get("LIMIT"))
+    if limit:
+        ax.axvline(limit * 1.3, color="#555555", linestyle="--", linewidth=1)
+    ax.set_xscale("log")
+    ax.set_xlabel("edit → fresh, ms (median, min–max), log scale; dashed: 1.3 × LIMIT")
+    ax.set_title(f"{key}: {entry.get('modules', '?')} modules")
+
+
+def _plot_idle(ax: Any, idle: dict) -> None:
+    medians = idle.get("median_rps", {})
+    names = list(medians)
+    ax.bar(
+        range(len(names)),
+        [medians[n] for n in names],
+        color=["#555555" if n == "bare" else "#1f77b4" for n in names],
+    )
+    ax.set_xticks(
+        range(len(names)),
+        [n.replace("memento:", "") for n in names],
+        fontsize=8,
+        rotation=15,
+    )
+    if "bare" in medians:
+        ax.axhline(medians["bare"] * 0.97, color="#555555", linestyle="--", linewidth=1)
+    ax.set_ylabel("requests/s (median)")
+    ax.set_title(f"idle overhead, {idle.get('app')}")
+
+
+def _plot_cpu(ax: Any, cpu: dict) -> None:
+    runs = {n: r for n, r in cpu.get("runs", {}).items() if "idle_pct" in r}
+    names = list(runs)
+    width = 0.4
+    xs = range(len(names))
+    ax.bar(
+        [x - width / 2 for x in xs],
+        [runs[n]["idle_pct"] for n in names],
+        width,
+        label="idle",
+    )
+    ax.bar(
+        [x + width / 2 for x in xs],
+        [runs[n]["rps1_pct"] for n in names],
+        width,
+        label="1 request/s",
+    )
+    ax.set_xticks(list(xs), [n.replace("memento:", "") for n in names], fontsize=8, rotation=15)
+    for bound in (0.5, 2.0):
+        ax.axhline(bound, color="#555555", linestyle="--", linewidth=1)
+    ax.set_ylabel("% of one core")
+    ax.set_title(f"CPU tracking {cpu.get('files')} files")
+    ax.legend()
+
+
+def write_reports(results: dict, directory: Path) -> None:
+    """Add ratios and targets to ``results``; write results.md and results.png."""
+    ratios = compute_ratios(results)
+    targets = check_targets(results, ratios)
+    results["ratios"] = ratios
+    results["targets"] = targets
+    (directory / "results.md").write_text(markdown(results, ratios, targets), encoding="utf-8")
+    png = directory / "results.png"
+    if not plot(results, png) and png.exists():
+        png.unlink()

@@ -1,0 +1,560 @@
+"""Run the memento benchmarks and write results.json, results.md and results.png.
+
+::
+
+    python bench/run.py --venv bench/.venv            # everything, peers installed
+    python bench/run.py --venv bench/.venv --quick    # smoke run: N=50, 3 edits
+    python bench/run.py --only latency,cpu --sizes 500 --flavours plain
+
+Parts: ``latency`` (edit→fresh against LIMIT and the restarting peers),
+``idle`` (throughput with and without memento), ``memory`` (RSS growth over
+reloads), ``cpu`` (idle CPU of a 10,000-file tracker), ``profile`` (cProfile
+of one reload). See bench/README.md for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(HERE)] if str(HERE) not in sys.path else []
+
+from client import Sequence, load, measure_edits  # noqa: E402
+from genapp import AppInfo, generate, make_tree  # noqa: E402
+from report import write_reports  # noqa: E402
+from servers import Contender, Server, cpu_ticks, request, serving  # noqa: E402
+
+PARTS = ("latency", "idle", "memory", "cpu", "profile")
+PEERS = ("flask", "hupper", "werkzeug", "gunicorn", "waitress", "webtest", "matplotlib")
+VERSIONED = ("memento", "waitress", "watchfiles", *PEERS[:4])
+RELOADED = re.compile(r"reloaded (\d+) modules in ([\d.]+) ms")
+
+
+def log(message: str) -> None:
+    stamp = datetime.now().strftime("%H:%M:%S")
+    print(f"[{stamp}] {message}", flush=True)
+
+
+# -- the scratch virtualenv --------------------------------------------------------
+
+
+def in_venv(venv: Path) -> bool:
+    return Path(sys.prefix).resolve() == venv.resolve()
+
+
+def bootstrap(venv: Path, argv: list[str]) -> None:
+    """Create ``venv``, install memento and the peers into it, re-run there."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        log(f"creating the virtualenv {venv}")
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    wanted = [f"{REPO}[serve,watch]", *PEERS]
+    stamp = venv / ".bench-requirements"
+    if not stamp.exists() or stamp.read_text() != "\n".join(wanted):
+        log("installing memento (editable) and " + ", ".join(PEERS))
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "-e", wanted[0], *wanted[1:]], check=True)
+        stamp.write_text("\n".join(wanted))
+    args = _without_venv(argv)
+    log(f"running in {venv}")
+    os.execv(str(python), [str(python), str(HERE / "run.py"), *args])
+
+
+def _without_venv(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--venv":
+            skip = True
+        elif not arg.startswith("--venv="):
+            out.append(arg)
+    return out
+
+
+# -- configuration -----------------------------------------------------------------
+
+
+class Config:
+    """What to run, how long, and where things go."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quick = args.quick
+        self.parts = [p for p in args.only.split(",") if p] if args.only else list(PARTS)
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise SystemExit(f"--only: unknown part {sorted(unknown)[0]!r}")
+        self.sizes = _ints(args.sizes) if args.sizes else ([50] if args.quick else [50, 500])
+        self.flavours = args.flavours.split(",") if args.flavours else ["plain", "flask"]
+        self.edits = args.edits or (3 if args.quick else 10)
+        self.contenders = args.contenders
+        self.idle_seconds = 2.0 if args.quick else 4.0
+        self.idle_rounds = 1 if args.quick else 3
+        self.cpu_window = 3.0 if args.quick else 10.0
+        self.tree_files = 10_000
+        self.memory_reloads = (10, 30) if args.quick else (50, 300)
+        self.work = HERE / "work"
+        self.out = Path(args.out) if args.out else (self.work / "quick" if args.quick else HERE)
+        self.logs = self.work / "logs"
+        self.sequence = Sequence()
+        self.rng = random.Random(3)
+
+    def reserve(self, count: int) -> int:
+        """The first of ``count`` marker numbers handed to a probe."""
+        first = self.sequence.value
+        self.sequence.value += count
+        return first
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part]
+
+
+def app_for(config: Config, flavour: str, n: int) -> AppInfo:
+    """Generate (again) the application of this flavour and size, marker reset."""
+    return generate(config.work / "apps" / f"{flavour}-{n}", f"app_{flavour}_{n}", n, flavour)
+
+
+def latency_contenders(flavour: str) -> list[Contender]:
+    contenders = [
+        Contender("memento", policy, scope, events, 0.0)
+        for policy in ("mori", "assassin")
+        for scope in ("all", "dependents")
+        for events in (False, True)
+    ]
+    if flavour == "plain":  # the default interval, for one flavour
+        contenders.insert(1, Contender("memento", "mori", "all", False, 0.3))
+    contenders += [Contender("hupper"), Contender("werkzeug"), Contender("gunicorn")]
+    return contenders
+
+
+def selected(config: Config, name: str) -> bool:
+    return not config.contenders or any(s in name for s in config.contenders.split(","))
+
+
+# -- parts -------------------------------------------------------------------------
+
+
+def part_latency(config: Config, results: dict, save: Callable[[], None]) -> None:
+    section = results.setdefault("latency", {})
+    for flavour in config.flavours:
+        for n in config.sizes:
+            app = app_for(config, flavour, n)
+            key = f"{flavour}-{n}"
+            entry = section.setdefault(key, {})
+            entry["modules"] = app.modules
+            entry["dependents"] = len(app.dependents)
+            if selected(config, "LIMIT"):
+                log(f"latency {key}: LIMIT")
+                entry["LIMIT"] = guarded(lambda app=app: probe_limit(config, app))
+                _say(entry["LIMIT"])
+            for contender in latency_contenders(flavour):
+                if not selected(config, contender.name):
+                    continue
+                log(f"latency {key}: {contender.name}")
+                entry[contender.name] = guarded(
+                    lambda c=contender, app=app, key=key: run_latency(config, c, app, key)
+                )
+                _say(entry[contender.name])
+                save()
+            save()
+
+
+def _say(record: dict) -> None:
+    if "error" in record:
+        log(f"  error: {record['error'][:300]}")
+    else:
+        bad = {
+            k: record[k]
+            for k in (
+                "refused",
+                "failed",
+                "errors",
+                "stale",
+                "wrong",
+                "flapped",
+                "edit_timeouts",
+            )
+            if record.get(k)
+        }
+        log(
+            f"  median {record['median_ms']} ms (min {record['min_ms']}, "
+            f"max {record['max_ms']}) {bad or ''}"
+        )
+
+
+def probe_limit(config: Config, app: AppInfo) -> dict:
+    seq = config.reserve(config.edits)
+    return run_probe(["limit", "--edits", str(config.edits), "--seq", str(seq)], app)
+
+
+def run_probe(arguments: list[str], app: AppInfo, timeout: float = 300.0) -> dict:
+    """Run ``probes.py`` in a fresh interpreter; its last output line is the result."""
+    command = [sys.executable, str(HERE / "probes.py"), *arguments]
+    command += ["--app-dir", app.root, "--app", app.statement]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=app.root,
+        env=_probe_env(),
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"probe exit {result.returncode}: {result.stderr.strip()[-1500:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _probe_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+def run_latency(config: Config, contender: Contender, app: AppInfo, key: str) -> dict:
+    log_path = config.logs / f"latency-{key}-{_slug(contender.name)}.log"
+    with serving(contender, app.statement, app.root, log_path) as (server, startup):
+        record = measure_edits(
+            server.port,
+            app.marker_path,
+            config.edits,
+            config.sequence,
+            rng=config.rng,
+            gap=contender.gap,
+        )
+        record["startup_s"] = round(startup, 3)
+    record.update(_reload_lines(log_path))
+    return record
+
+
+def _reload_lines(log_path: Path) -> dict:
+    """What memento's log says about its reloads: modules forgotten and reload time."""
+    try:
+        text = log_path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    found = RELOADED.findall(text)
+    if not found:
+        return {}
+    return {
+        "forgotten_median": statistics.median(int(n) for n, _ in found),
+        "server_reload_median_ms": statistics.median(float(ms) for _, ms in found),
+    }
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name)
+
+
+def part_idle(config: Config, results: dict, save: Callable[[], None]) -> None:
+    n = 500 if 500 in config.sizes or not config.quick else max(config.sizes)
+    app = app_for(config, "plain", n)
+    contenders = [
+        Contender("bare"),
+        Contender("memento", "mori", "all", False, 0.3),
+        Contender("memento", "mori", "all", True, 0.3),
+        Contender("memento", "mori", "all", False, 0.0),
+    ]
+    section = results["idle"] = {
+        "app": f"plain-{n}",
+        "seconds": config.idle_seconds,
+        "rounds": config.idle_rounds,
+        "runs": {},
+    }
+    for round_ in range(config.idle_rounds):
+        for contender in contenders:
+            log(f"idle round {round_ + 1}: {contender.name}")
+            record = guarded(lambda c=contender: run_idle(config, c, app))
+            section["runs"].setdefault(contender.name, []).append(record)
+            if "error" in record:
+                log(f"  error: {record['error'][:300]}")
+            else:
+                log(f"  {record['rps']} requests/s ({record['tool']}, {record['failed']} failed)")
+        save()
+    section["median_rps"] = {
+        name: statistics.median(r["rps"] for r in runs if "rps" in r)
+        for name, runs in section["runs"].items()
+        if any("rps" in r for r in runs)
+    }
+    save()
+
+
+def run_idle(config: Config, contender: Contender, app: AppInfo) -> dict:
+    log_path = config.logs / f"idle-{_slug(contender.name)}.log"
+    with serving(contender, app.statement, app.root, log_path) as (server, _startup):
+        load(server.port, 1.0, 8)  # warm-up
+        record = load(server.port, config.idle_seconds, 8)
+        status, _ = request(server.port)
+        record["alive_after"] = status == 200
+    return record
+
+
+def part_memory(config: Config, results: dict, save: Callable[[], None]) -> None:
+    section = results.setdefault("memory", {})
+    first, last = config.memory_reloads
+    runs = (
+        ("plain", "none"),
+        ("plain", "mori"),
+        ("plain", "assassin"),
+        ("flask", "none"),
+        ("flask", "mori"),
+    )
+    for flavour, policy in runs:
+        if flavour not in config.flavours:
+            continue
+        app = app_for(config, flavour, 50)
+        name = f"{flavour}-50 {policy}"
+        log(f"memory {name}: {first} and {last} reloads")
+        seq = config.reserve(last + 1)
+        section[name] = guarded(
+            lambda app=app, policy=policy, seq=seq: run_probe(
+                [
+                    "memory",
+                    "--policy",
+                    policy,
+                    "--reloads",
+                    f"{first},{last}",
+                    "--seq",
+                    str(seq),
+                ],
+                app,
+            )
+        )
+        record = section[name]
+        log(
+            f"  {record.get('rss_mb')} growth {record.get('growth_mb')} MB"
+            if "error" not in record
+            else f"  error: {record['error'][:300]}"
+        )
+        save()
+
+
+def part_cpu(config: Config, results: dict, save: Callable[[], None]) -> None:
+    tree = make_tree(config.work / "tree", config.tree_files)
+    app = app_for(config, "plain", 50)
+    watch = (str(tree),)
+    contenders = [
+        Contender("bare"),
+        Contender("memento", "mori", "all", False, 0.3, watch),
+        Contender("memento", "mori", "all", True, 0.3, watch),
+        Contender("hupper", watch=watch),
+        Contender("werkzeug", watch=watch),
+    ]
+    section = results["cpu"] = {
+        "files": config.tree_files,
+        "window_s": config.cpu_window,
+        "runs": {},
+    }
+    for contender in contenders:
+        if not selected(config, contender.name) and contender.kind != "bare":
+            continue
+        log(f"cpu: {contender.name}")
+        section["runs"][contender.name] = record = guarded(
+            lambda c=contender: run_cpu(config, c, app)
+        )
+        if "error" in record:
+            log(f"  error: {record['error'][:300]}")
+        else:
+            log(f"  idle {record['idle_pct']} %, 1 request/s {record['rps1_pct']} %")
+        save()
+
+
+def run_cpu(config: Config, contender: Contender, app: AppInfo) -> dict:
+    log_path = config.logs / f"cpu-{_slug(contender.name)}.log"
+    with serving(contender, app.statement, app.root, log_path, timeout=120) as (
+        server,
+        _,
+    ):
+        time.sleep(3.0)  # first scans, watcher set-up
+        idle = cpu_window(server, config.cpu_window, requests=False)
+        busy = cpu_window(server, config.cpu_window, requests=True)
+    return {
+        "idle_pct": idle["pct"],
+        "rps1_pct": busy["pct"],
+        "processes": idle["processes"],
+        "failed": busy["failed"],
+    }
+
+
+def cpu_window(server: Server, seconds: float, *, requests: bool) -> dict:
+    """Percent of one core the server's processes used over ``seconds``."""
+    pids = server.group()
+    before = cpu_ticks(pids)
+    started = time.perf_counter()
+    failed = 0
+    stop = threading.Event()
+
+    def ask() -> None:
+        nonlocal failed
+        while not stop.wait(1.0):
+            status, _ = request(server.port)
+            failed += status != 200
+
+    asker = threading.Thread(target=ask, name="cpu-asker", daemon=True)
+    if requests:
+        asker.start()
+    time.sleep(seconds)
+    stop.set()
+    if requests:
+        asker.join(10)
+    after = cpu_ticks(pids)
+    elapsed = time.perf_counter() - started
+    ticks = sum(after[pid] - before[pid] for pid in after if pid in before)
+    pct = ticks / os.sysconf("SC_CLK_TCK") / elapsed * 100
+    return {"pct": round(pct, 3), "processes": len(after), "failed": failed}
+
+
+def part_profile(config: Config, results: dict, save: Callable[[], None]) -> None:
+    section = results.setdefault("profile", {})
+    n = max(config.sizes)
+    for flavour in config.flavours:
+        app = app_for(config, flavour, n)
+        for policy, scope in (("mori", "all"), ("assassin", "dependents")):
+            name = f"{flavour}-{n} {policy}/{scope}"
+            log(f"profile {name}")
+            dump = config.work / f"profile-{flavour}-{n}-{policy}-{scope}.txt"
+            seq = config.reserve(2)
+            section[name] = record = guarded(
+                lambda app=app, policy=policy, scope=scope, dump=dump, seq=seq: run_probe(
+                    [
+                        "profile",
+                        "--policy",
+                        policy,
+                        "--scope",
+                        scope,
+                        "--seq",
+                        str(seq),
+                        "--dump",
+                        str(dump),
+                    ],
+                    app,
+                )
+            )
+            if "error" in record:
+                log(f"  error: {record['error'][:300]}")
+            else:
+                log(f"  reload {record['reload_ms']} ms, {record['forgotten']} modules")
+            save()
+
+
+def guarded(run: Callable[[], dict]) -> dict:
+    """Run one measurement; a failure becomes ``{"error": ...}``, the rest goes on."""
+    try:
+        return run()
+    except Exception as exc:  # any contender may fail: record it, go on
+        detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        return {"error": detail[-2000:]}
+
+
+# -- main --------------------------------------------------------------------------
+
+
+def metadata(config: Config) -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in VERSIONED:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+        "load_tool": "wrk" if shutil.which("wrk") else "python",
+        "quick": config.quick,
+        "edits": config.edits,
+        "sizes": config.sizes,
+        "flavours": config.flavours,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--venv", help="create/use this virtualenv with the peers, run there")
+    parser.add_argument("--only", help=f"comma-separated parts: {','.join(PARTS)}")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=50, 3 edits")
+    parser.add_argument("--sizes", help="module counts, e.g. 50,500")
+    parser.add_argument("--flavours", help="plain,flask")
+    parser.add_argument("--edits", type=int, help="edits per latency contender (default 10)")
+    parser.add_argument("--contenders", help="comma-separated substrings of contender names")
+    parser.add_argument("--out", help="directory for results.* (default bench/)")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only rewrite results.md/png from results.json",
+    )
+    args = parser.parse_args(argv)
+    if args.venv and not in_venv(Path(args.venv)):
+        bootstrap(Path(args.venv), argv)
+    config = Config(args)
+    config.out.mkdir(parents=True, exist_ok=True)
+    json_path = config.out / "results.json"
+    if args.report:
+        write_reports(json.loads(json_path.read_text()), config.out)
+        return 0
+    results = _previous(json_path, config)
+    results["meta"] = metadata(config)
+
+    def save() -> None:
+        json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+
+    started = time.perf_counter()
+    parts = {
+        "latency": part_latency,
+        "idle": part_idle,
+        "memory": part_memory,
+        "cpu": part_cpu,
+        "profile": part_profile,
+    }
+    for name in config.parts:
+        part_started = time.perf_counter()
+        try:
+            parts[name](config, results, save)
+        except Exception:
+            log(f"part {name} failed:\n{traceback.format_exc()}")
+            results.setdefault("errors", {})[name] = traceback.format_exc()[-3000:]
+        results["meta"].setdefault("part_seconds", {})[name] = round(
+            time.perf_counter() - part_started, 1
+        )
+        save()
+    results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    write_reports(results, config.out)
+    save()
+    log(f"wrote {json_path}, results.md and results.png in {config.out}")
+    return 0
+
+
+def _previous(path: Path, config: Config) -> dict:
+    """Earlier results to merge into when only some parts run again."""
+    if set(config.parts) == set(PARTS) or not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
