@@ -95,8 +95,8 @@ def close_middlewares(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     original = ReloadingMiddleware.__init__
 
     def init(self: ReloadingMiddleware, *args: Any, **kwargs: Any) -> None:
-        made.append(self)
         original(self, *args, **kwargs)
+        made.append(self)
 
     monkeypatch.setattr(ReloadingMiddleware, "__init__", init)
     yield
