@@ -106,7 +106,9 @@ class WatchfilesTracker(_StampTracker):
     least 10 ms). :meth:`changed` stats only the paths events were seen for,
     and nothing at all when there were none. After a fork (a preloading
     server), the child starts its own thread on its first :meth:`changed`
-    and compares every stamp once.
+    and compares every stamp once. A watcher that fails (too many
+    directories for the system, say) is logged, and until the next
+    :meth:`track` every look compares all stamps instead.
     """
 
     def __init__(self, *, settle: float = 0.05, matcher: Matcher | None = None) -> None:

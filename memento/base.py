@@ -75,6 +75,7 @@ class ReloadingMiddleware:
         self._app: WSGIApp | None = None
         self._failure: ReloadInfo | None = None
         self._generation: Generation = {}
+        self._handlers: list[modules.HandlerRecord] = []
         self._pending: set[str] = set()
         self._requested = False
         self._tracker: Tracker | None = None
@@ -155,15 +156,20 @@ class ReloadingMiddleware:
         if self._wants_load():
             self._load()
         token = self._gate.enter()
+        app, failure = self._app, self._failure
+        if app is None:
+            self._gate.leave(token)
+            return self._answer_failure(failure, environ, start_response)
         try:
-            app, failure = self._app, self._failure
-            if app is None:
-                self._gate.leave(token)
-                return self._answer_failure(failure, environ, start_response)
             result = app(environ, start_response)
         except BaseException:
             self._gate.leave(token)
             raise
+        if _is_file_wrapper(result, environ):
+            # The server sends the file by itself, running no application
+            # code: the request is over, and the server keeps its fast path.
+            self._gate.leave(token)
+            return result
         return ClosingResponse(result, lambda: self._gate.leave(token))
 
     # -- what subclasses decide ---------------------------------------------
@@ -235,33 +241,49 @@ class ReloadingMiddleware:
     def _reload(self, changed: tuple[str, ...]) -> None:
         started, since = time.perf_counter(), time.time_ns()
         first = self._stats.generation == 0 and self._stats.failures == 0
-        old = {} if first else self._forgettable()
+        old = {} if first else self._to_forget(changed)
         info = ReloadInfo(changed, tuple(sorted(old)), 0.0, None, self._stats.generation)
         if not first:
             self._run_hooks(self._before, info)
         kept = self._kept_children(old)
         modules.forget(old)
+        modules.detach_handlers(self._handlers)
+        modules.warn_leftover_threads(old)
         modules.discard_bytecode(changed)
         importlib.invalidate_caches()
         linecache.checkcache()
         before = set(sys.modules)
-        try:
-            app = self.resolver.resolve()
-        except Exception as exc:
-            info = replace(info, error=exc, duration=time.perf_counter() - started)
-            self._fail(info, old, kept, set(sys.modules) - before, since)
+        with modules.recording_handlers() as handlers:
+            try:
+                app: WSGIApp | None = self.resolver.resolve()
+            except Exception as exc:
+                app, info = None, replace(info, error=exc)
+        info = replace(info, duration=time.perf_counter() - started)
+        if app is None:
+            self._fail(info, old, kept, set(sys.modules) - before, handlers, since)
         else:
             modules.attach(kept)
-            generation = self._stats.generation + 1
-            info = replace(info, duration=time.perf_counter() - started, generation=generation)
-            self._succeed(app, info, since, first)
+            info = replace(info, generation=self._stats.generation + 1)
+            self._succeed(app, info, handlers, since, first)
         if not first:
             self._run_hooks(self._after, info)
 
-    def _succeed(self, app: WSGIApp, info: ReloadInfo, since: int, first: bool) -> None:
+    def _to_forget(self, changed: tuple[str, ...]) -> Generation:
+        return self._forgettable()
+
+    def _succeed(
+        self,
+        app: WSGIApp,
+        info: ReloadInfo,
+        handlers: list[modules.HandlerRecord],
+        since: int,
+        first: bool,
+    ) -> None:
+        modules.close_handlers(self._handlers)
         with self._state:
             self._app, self._failure = app, None
             self._generation = self._forgettable()
+            self._handlers = [record for record in handlers if record[2] in self._generation]
             self._stats = Stats(
                 self._stats.reloads + (not first), self._stats.failures, info, info.generation
             )
@@ -284,14 +306,26 @@ class ReloadingMiddleware:
             )
 
     def _fail(
-        self, info: ReloadInfo, old: Generation, kept: Generation, new: set[str], since: int
+        self,
+        info: ReloadInfo,
+        old: Generation,
+        kept: Generation,
+        new: set[str],
+        handlers: list[modules.HandlerRecord],
+        since: int,
     ) -> None:
-        half = {name: sys.modules[name] for name in new if name in sys.modules}
-        modules.discard(name for name in self._owned(half))
+        half = self._owned({name: sys.modules[name] for name in new if name in sys.modules})
+        modules.discard(half)
+        half_handlers = [record for record in handlers if record[2] in half]
+        modules.detach_handlers(half_handlers)
+        modules.close_handlers(half_handlers)
         keep = self.options.on_error == "keep" and self._app is not None
         if keep:
             modules.restore(old)
             modules.attach(kept)
+            modules.reattach_handlers(self._handlers)
+        else:
+            modules.close_handlers(self._handlers)
         log.error(
             "reload failed%s (changed: %s)",
             ", serving the last good code" if keep else "",
@@ -301,7 +335,7 @@ class ReloadingMiddleware:
         with self._state:
             self._stats = replace(self._stats, failures=self._stats.failures + 1, last=info)
             if not keep:
-                self._app, self._failure = None, info
+                self._app, self._failure, self._handlers = None, info, []
             self._generation = old if keep else {}
             extra = modules.source_files(old) | modules.source_files(half)
             self._track(since, extra | set(info.changed) | _error_files(info.error))
@@ -344,7 +378,11 @@ class ReloadingMiddleware:
         if handler == "raise":
             raise failure.error
         status, headers, body = errorpage.respond(
-            failure.error, failure.changed, environ, self.options.show_tracebacks
+            failure.error,
+            failure.changed,
+            environ,
+            self.options.show_tracebacks,
+            failure.generation + 1,
         )
         start_response(status, headers)
         return [body]
@@ -374,6 +412,11 @@ class ClosingResponse:
                 close()
         finally:
             self._on_close()
+
+
+def _is_file_wrapper(result: object, environ: dict) -> bool:
+    wrapper = environ.get("wsgi.file_wrapper")
+    return isinstance(wrapper, type) and type(result) is wrapper
 
 
 def _error_files(error: BaseException | None) -> set[str]:

@@ -7,13 +7,16 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import socketserver
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from . import __version__
+from . import __version__, restart
 from .assassin import Assassin
 from .base import ReloadingMiddleware
 from .mori import Mori
@@ -49,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--watch", metavar="PATH", action="append", default=[],
         help="also reload when this file, directory or glob changes (repeatable)",
     )
+    when.add_argument(
+        "--restart-on", metavar="PATTERN", action="append", default=[],
+        help="restart the process, keeping its socket, when this file, directory or glob"
+        " changes (repeatable)",
+    )
     when.add_argument("--no-reload", action="store_true", help="serve without reloading")
     serving = parser.add_argument_group("serving")
     serving.add_argument("--host", default="127.0.0.1")
@@ -67,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(arguments)
     if args.threads < 1:
         parser.error(f"--threads: expected a number >= 1, got {args.threads!r}")
     if not 0 <= args.port <= 65535:
@@ -80,13 +89,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("watchfiles").setLevel(logging.WARNING)
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
+        patterns = restart.as_restart_on(args.restart_on)
+        inherited = restart.inherited_socket()
         app = make_app(args)
     except ValueError as exc:
         parser.error(str(exc))
-    serve = choose_server(args.server, parser)
+    server_class = choose_server(args.server, parser)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        serve(app, args.host, args.port, args.threads)
+        if inherited is None:
+            inherited = restart.listening_socket(args.host, args.port)
+        with inherited as sock:
+            if serve(app, sock, server_class, args, patterns):
+                app.close()
+                return run_again(arguments, sock)
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -95,6 +111,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         app.close()
     return 0
+
+
+def serve(
+    app: ReloadingMiddleware,
+    sock: socket.socket,
+    server_class: type[Server],
+    args: argparse.Namespace,
+    patterns: tuple[str, ...],
+) -> tuple[str, ...]:
+    """Serve on ``sock`` until Ctrl-C (``KeyboardInterrupt``) or a change that needs a restart.
+
+    Returns the changed paths that call for a restart, or ``()``. When
+    anything is watched for restarts, the application is loaded before the
+    first connection is accepted: the watcher needs its modules, and a
+    restarted process answers the connections waiting in the backlog sooner.
+    """
+    kept = kept_names(app, args)
+    watching = bool(kept or patterns)
+    started_ns = time.time_ns()
+    if watching:
+        load(app)
+    server = server_class(app, sock, args.threads, app.options.drain_timeout)
+    _say_serving(app, *server.address, server.name)
+    if not watching:
+        server.serve()
+        return ()
+    with restart.RestartWatcher(server.stop, patterns, kept, interval=args.interval) as watcher:
+        app.after_reload(lambda info: watcher.rescan())
+        watcher.start(since_ns=started_ns)
+        server.serve()
+    return watcher.changed
+
+
+def kept_names(app: ReloadingMiddleware, args: argparse.Namespace) -> tuple[str, ...]:
+    """The module names whose edits call for a restart: never forgotten, but looked at."""
+    if not app.reloading or args.reload_on == "manual":
+        return ()
+    return tuple(args.exceptions if args.assassin else args.keep)
+
+
+def run_again(arguments: Sequence[str], sock: socket.socket) -> int:
+    """Run the command again on ``sock``; returns only when that fails (exit status 1)."""
+    try:
+        restart.reexec(arguments, sock)
+    except OSError as exc:
+        print(f"memento: cannot restart {sys.executable!r}: {exc}", file=sys.stderr)
+    return 1
+
+
+def load(app: ReloadingMiddleware) -> None:
+    """Import the application now; a failure is logged and shown by the error page."""
+    try:
+        app.resolve()
+    except Exception:
+        pass
 
 
 def make_app(args: argparse.Namespace) -> ReloadingMiddleware:
@@ -133,28 +204,162 @@ def check_module(modname: str, statement: str) -> None:
         raise ValueError(f"resolver {statement!r}: no module named {modname!r}")
 
 
-def choose_server(name: str, parser: argparse.ArgumentParser) -> Any:
+def choose_server(name: str, parser: argparse.ArgumentParser) -> type[Server]:
     has_waitress = importlib.util.find_spec("waitress") is not None
     if name == "waitress" and not has_waitress:
         parser.error("--server waitress: waitress is not installed (pip install 'memento[serve]')")
     if name == "waitress" or (name == "auto" and has_waitress):
-        return serve_waitress
-    return serve_wsgiref
+        return WaitressServer
+    return WsgirefServer
 
 
-def serve_waitress(app: Any, host: str, port: int, threads: int) -> None:
-    import waitress
+class Server:
+    """A WSGI server on a listening socket the command owns.
 
-    server = waitress.create_server(app, host=host, port=port, threads=threads)
-    _say_serving(app, server.effective_host, server.effective_port, "waitress")
-    try:
-        server.run()
-    finally:
-        server.close()
+    :meth:`serve` runs in the main thread until Ctrl-C (``KeyboardInterrupt``)
+    or until :meth:`stop` is called from another thread. After :meth:`stop`
+    it accepts no more connections (they wait in the socket's backlog) and
+    waits at most ``drain_timeout`` seconds for the requests in flight. It
+    serves on a duplicate of ``sock``'s descriptor and closes only that.
+    """
+
+    name = ""
+
+    def __init__(self, app: Any, sock: socket.socket, threads: int, drain_timeout: float) -> None:
+        self.drain_timeout = drain_timeout
+        self.address: tuple[str, int] = sock.getsockname()[:2]
+
+    def serve(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+#: A waitress connection without a request for this long (seconds) is idle:
+#: a restart closes it rather than wait for its next request.
+IDLE_AFTER = 0.5
+
+
+class WaitressServer(Server):
+    """waitress, its loop run a step at a time so that :meth:`stop` can end it."""
+
+    name = "waitress"
+
+    def __init__(self, app: Any, sock: socket.socket, threads: int, drain_timeout: float) -> None:
+        import waitress
+        from waitress import wasyncore
+
+        super().__init__(app, sock, threads, drain_timeout)
+        self._asyncore = wasyncore
+        self._map: dict[int, Any] = {}
+        self._server = waitress.create_server(
+            app, map=self._map, sockets=[sock.dup()], threads=threads
+        )
+        self.address = (self._server.effective_host, int(self._server.effective_port))
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def serve(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                self._step(self._server.adj.asyncore_loop_timeout)
+            self._drain()
+        finally:
+            with self._lock:
+                self._closed = True
+            self._server.task_dispatcher.shutdown()
+            self._asyncore.close_all(self._map, ignore_all=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            if not self._closed:
+                self._server.pull_trigger()
+
+    def _step(self, timeout: float) -> None:
+        adj = self._server.adj
+        self._asyncore.loop(timeout, adj.asyncore_use_poll, self._map, count=1)
+
+    def _drain(self) -> None:
+        self._server.accepting = False
+        deadline = time.monotonic() + self.drain_timeout
+        while self._busy() and time.monotonic() < deadline:
+            self._step(0.05)
+        if self._busy():
+            log.warning(
+                "%d connections still busy after %.1f s, closing them",
+                self._busy(),
+                self.drain_timeout,
+            )
+
+    def _busy(self) -> int:
+        """How many connections have a request under way (or may get one any moment)."""
+        idle_since = time.time() - IDLE_AFTER
+        return sum(
+            bool(
+                channel.requests
+                or channel.request is not None
+                or channel.total_outbufs_len
+                or channel.last_activity > idle_since
+            )
+            for channel in list(self._server.active_channels.values())
+        )
 
 
 class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+
+
+class ListeningWSGIServer(ThreadingWSGIServer):
+    """The threaded wsgiref server on a socket already bound and listening.
+
+    It counts the requests in flight, so that :meth:`drain` can wait for them.
+    """
+
+    def __init__(self, sock: socket.socket, handler_class: type[WSGIRequestHandler]) -> None:
+        self._active = 0
+        self._idle = threading.Condition()
+        super().__init__(sock.getsockname()[:2], handler_class, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock
+        self.address_family = sock.family
+        self.server_bind()
+
+    def server_bind(self) -> None:
+        # no bind(): only what HTTPServer and WSGIServer learn from the address
+        self.server_address = self.socket.getsockname()
+        host, port = self.server_address[:2]
+        self.server_name = socket.getfqdn(host)
+        self.server_port = port
+        self.setup_environ()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._idle:
+            self._active += 1
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> int:
+        """Wait at most ``timeout`` seconds for no request to be in flight; how many are left."""
+        with self._idle:
+            self._idle.wait_for(lambda: self._active == 0, timeout)
+            return self._active
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -162,12 +367,38 @@ class QuietHandler(WSGIRequestHandler):
         logging.getLogger("memento.server").debug(format, *args)
 
 
-def serve_wsgiref(app: Any, host: str, port: int, threads: int) -> None:
-    with make_server(
-        host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler
-    ) as server:
-        _say_serving(app, *server.server_address[:2], "wsgiref")
-        server.serve_forever()
+class WsgirefServer(Server):
+    """The standard library's server, a thread per request."""
+
+    name = "wsgiref"
+
+    #: How often ``serve_forever()`` looks whether :meth:`stop` was called, in seconds.
+    poll_interval = 0.2
+
+    def __init__(self, app: Any, sock: socket.socket, threads: int, drain_timeout: float) -> None:
+        super().__init__(app, sock, threads, drain_timeout)
+        self._server = ListeningWSGIServer(sock.dup(), QuietHandler)
+        self._server.set_app(app)
+        self._stopping = threading.Event()
+
+    def serve(self) -> None:
+        try:
+            self._server.serve_forever(self.poll_interval)
+            if self._stopping.is_set():
+                left = self._server.drain(self.drain_timeout)
+                if left:
+                    log.warning(
+                        "%d requests still running after %.1f s, leaving them",
+                        left,
+                        self.drain_timeout,
+                    )
+        finally:
+            self._server.server_close()
+
+    def stop(self) -> None:
+        # shutdown() waits for serve_forever() to return: never from its own thread
+        self._stopping.set()
+        self._server.shutdown()
 
 
 def _say_serving(app: ReloadingMiddleware, host: str, port: int, server: str) -> None:

@@ -164,6 +164,7 @@ def respond(
     changed: Sequence[str],
     environ: Mapping[str, object],
     show_tracebacks: bool | None,
+    generation: int | None = None,
 ) -> tuple[str, list[tuple[str, str]], bytes]:
     """The error page for one request, as ``(status, headers, body)``.
 
@@ -178,6 +179,7 @@ def respond(
         changed,
         html=wants_html(accept if isinstance(accept, str) else None),
         show_traceback=show_tracebacks,
+        generation=generation,
     )
 
 

@@ -9,7 +9,10 @@ import os
 import site
 import sys
 import sysconfig
-from collections.abc import Iterable, Mapping
+import threading
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from types import ModuleType
 
@@ -161,3 +164,78 @@ def discard_bytecode(paths: Iterable[str]) -> None:
             os.remove(importlib.util.cache_from_source(path))
         except (OSError, NotImplementedError, ValueError):
             pass
+
+
+HandlerRecord = tuple[logging.Logger, logging.Handler, str]
+
+
+@contextmanager
+def recording_handlers() -> Iterator[list[HandlerRecord]]:
+    """Record the logging handlers attached while the body runs, with the
+    module whose code attached them (``logging.basicConfig`` and
+    ``logging.config`` are seen through to their caller)."""
+    added: list[HandlerRecord] = []
+    original = logging.Logger.addHandler
+
+    def add_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+        original(logger, handler)
+        added.append((logger, handler, _calling_module()))
+
+    logging.Logger.addHandler = add_handler  # type: ignore[method-assign]
+    try:
+        yield added
+    finally:
+        logging.Logger.addHandler = original  # type: ignore[method-assign]
+
+
+def _calling_module() -> str:
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name != "logging" and not name.startswith("logging."):
+            return str(name)
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
+
+
+def detach_handlers(records: Iterable[HandlerRecord]) -> None:
+    """Remove recorded handlers from their loggers (without closing them)."""
+    for logger, handler, _ in records:
+        logger.removeHandler(handler)
+
+
+def reattach_handlers(records: Iterable[HandlerRecord]) -> None:
+    for logger, handler, _ in records:
+        logger.addHandler(handler)
+
+
+def close_handlers(records: Iterable[HandlerRecord]) -> None:
+    for _, handler, _ in records:
+        try:
+            handler.close()
+        except Exception:
+            log.exception("closing logging handler %r failed", handler)
+
+
+def threads_of(names: Collection[str]) -> list[threading.Thread]:
+    """Live threads running code of the named modules."""
+    return [thread for thread in threading.enumerate() if _thread_module(thread) in names]
+
+
+def warn_leftover_threads(names: Collection[str], grace: float = 0.2) -> None:
+    """Log each thread of a forgotten generation still running after ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    for thread in threads_of(names):
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning(
+                "thread %r of the forgotten module %s is still running; "
+                "stop it in that module's __memento_unload__()",
+                thread.name,
+                _thread_module(thread),
+            )
+
+
+def _thread_module(thread: threading.Thread) -> str:
+    target = getattr(thread, "_target", None)
+    return str(getattr(target, "__module__", None) if target else type(thread).__module__)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+import weakref
+from typing import Any, Callable
 
 from .base import ReloadingMiddleware
 from .modules import Generation, covers, is_protected
@@ -22,7 +23,7 @@ class Mori(ReloadingMiddleware):
     def __init__(self, app: str, *, turn_on: bool = True, **options: Any) -> None:
         self.previous_modules = frozenset(sys.modules)
         self._generation = {}
-        self._protected: dict[str, tuple[object, bool]] = {}
+        self._protected: dict[str, tuple[Callable[[], object], bool]] = {}
         super().__init__(app, turn_on=turn_on, **options)
 
     @property
@@ -51,8 +52,11 @@ class Mori(ReloadingMiddleware):
     def _is_protected(self, name: str, module: object) -> bool:
         # Installed packages stay the same objects across reloads: remember them.
         cached = self._protected.get(name)
-        if cached is not None and cached[0] is module:
+        if cached is not None and cached[0]() is module:
             return cached[1]
         protected = is_protected(name, module)
-        self._protected[name] = (module, protected)
+        try:
+            self._protected[name] = (weakref.ref(module), protected)
+        except TypeError:  # not a module: cannot be referenced weakly
+            pass
         return protected

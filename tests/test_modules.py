@@ -75,3 +75,17 @@ def test_discard_bytecode_removes_the_pyc(tmp_path):
     assert cached.exists()
     modules.discard_bytecode([str(source), str(tmp_path / "other.html")])
     assert not cached.exists()
+
+
+def test_recording_handlers_names_the_module_that_attached_them():
+    import logging
+
+    handler = logging.NullHandler()
+    code = "import logging\nlogging.getLogger('recorded').addHandler(HANDLER)\n"
+    with modules.recording_handlers() as records:
+        exec(code, {"__name__": "shop.logconf", "HANDLER": handler})
+    logger = logging.getLogger("recorded")
+    assert records == [(logger, handler, "shop.logconf")]
+    modules.detach_handlers(records)
+    assert handler not in logger.handlers
+    assert logging.Logger.addHandler.__module__ == "logging"

@@ -1,0 +1,3 @@
+"""What the shop sells."""
+
+ITEMS = ["apple", "pear"]
