@@ -121,7 +121,8 @@ def reexec(argv: Iterable[str], sock: socket.socket) -> NoReturn:
     :exc:`OSError` when the interpreter cannot be executed.
     """
     fd = sock.fileno()
-    sock.close()
+    sock.set_inheritable(True)
+    os.environ[LISTEN_FD] = str(fd)
     command = [
         sys.executable,
         *(f"-W{option}" for option in sys.warnoptions),

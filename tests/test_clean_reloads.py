@@ -183,3 +183,38 @@ def test_each_reload_logs_generation_files_count_and_time(make_package, caplog):
     assert "generation 2" in message
     assert "wsgi.py" in message
     assert middleware.stats.generation == 2
+
+
+REGISTRY = "HANDLERS = {}\n\ndef register(name, fn):\n    HANDLERS[name] = fn\n"
+PLUGIN = """\
+from shop import registry
+
+def greet():
+    return {text!r}
+
+registry.register("greet", greet)
+
+def __memento_unload__():
+    registry.HANDLERS.pop("greet", None)
+"""
+REGISTRY_APP = """\
+from shop import plugin, registry
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{len(registry.HANDLERS)} {registry.HANDLERS['greet']()}".encode()]
+"""
+
+
+def test_a_registry_in_a_kept_module_holds_only_the_new_generation(make_package):
+    pkg = make_package(
+        "shop",
+        {"__init__.py": "", "registry.py": REGISTRY, "plugin.py": PLUGIN.format(text="hello"),
+         "wsgi.py": REGISTRY_APP},
+    )
+    middleware = memento.Mori("shop.wsgi:app", interval=0, events=False, keep=["shop.registry"])
+    app = TestApp(middleware, lint=True)
+    assert app.get("/").text == "1 hello"
+    for text in ("hi", "hey", "howdy"):
+        edit(pkg / "plugin.py", PLUGIN.format(text=text))
+        assert app.get("/").text == f"1 {text}"

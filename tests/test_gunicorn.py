@@ -86,7 +86,10 @@ def answers_from_both_workers(port: int, version: str, timeout: float = 20) -> s
             pids.add(pid)
         return len(pids) == 2
 
-    wait_until(both, timeout, what=f"two workers to serve {version!r} (seen {seen})")
+    try:
+        wait_until(both, timeout, what=f"two workers to serve {version!r}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; versions served meanwhile: {sorted(seen)}") from None
     return seen
 
 
