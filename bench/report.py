@@ -180,6 +180,8 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         "",
         "## Targets",
         "",
+        *headline(targets),
+        "",
         "| target | where | value | bound | met |",
         "| --- | --- | ---: | ---: | :---: |",
     ]
@@ -338,6 +340,31 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         for name, text in errors.items():
             lines += [f"### {name}", "", "```", text.strip()[-1500:], "```", ""]
     return "\n".join(lines) + "\n"
+
+
+def headline(targets: list[dict]) -> list[str]:
+    """One row per target: how many measurements meet it, the best and worst value."""
+    lines = [
+        "| target | met | best | worst (where) |",
+        "| --- | :---: | ---: | --- |",
+    ]
+    groups: dict[str, list[dict]] = {}
+    for row in targets:
+        groups.setdefault(row["target"], []).append(row)
+    for target, rows in groups.items():
+        measured = [row for row in rows if row["value"] is not None]
+        if not measured:
+            lines.append(f"| {target} | – | – | – |")
+            continue
+        below = rows[0]["bound"] is not None and "≥" not in target
+        ordered = sorted(measured, key=lambda row: row["value"], reverse=not below)
+        best, worst = ordered[0], ordered[-1]
+        met = sum(1 for row in measured if row["ok"])
+        lines.append(
+            f"| {target} | {met}/{len(measured)} | {_fmt(best['value'], 3)} | "
+            f"{_fmt(worst['value'], 3)} ({worst['where']}) |"
+        )
+    return lines
 
 
 def _net(record: dict, bare: dict, key: str) -> float | None:

@@ -35,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE)] if str(HERE) not in sys.path else []
 
-from client import Sequence, load, measure_edits  # noqa: E402
+from client import Sequence, load, measure_edits, summarize  # noqa: E402
 from genapp import AppInfo, generate, make_tree  # noqa: E402
 from report import write_reports  # noqa: E402
 from servers import Contender, Server, cpu_ticks, request, serving  # noqa: E402
@@ -160,10 +160,12 @@ def part_latency(config: Config, results: dict, save: Callable[[], None]) -> Non
             entry = section.setdefault(key, {})
             entry["modules"] = app.modules
             entry["dependents"] = len(app.dependents)
+            limits: list[dict] = []
             if selected(config, "LIMIT"):
-                log(f"latency {key}: LIMIT")
-                entry["LIMIT"] = guarded(lambda app=app: probe_limit(config, app))
-                _say(entry["LIMIT"])
+                log(f"latency {key}: LIMIT (before)")
+                limits.append(guarded(lambda app=app: probe_limit(config, app)))
+                entry["LIMIT"] = merge_limits(limits)
+                _say(limits[-1])
             for contender in latency_contenders(flavour):
                 if not selected(config, contender.name):
                     continue
@@ -173,7 +175,28 @@ def part_latency(config: Config, results: dict, save: Callable[[], None]) -> Non
                 )
                 _say(entry[contender.name])
                 save()
+            if limits:
+                log(f"latency {key}: LIMIT (after)")
+                limits.append(guarded(lambda app=app: probe_limit(config, app)))
+                entry["LIMIT"] = merge_limits(limits)
+                _say(limits[-1])
             save()
+
+
+def merge_limits(runs: list[dict]) -> dict:
+    """LIMIT measured before and after the contenders of one application, as one
+    record: the load of the machine may differ between the two moments."""
+    good = [run for run in runs if "error" not in run]
+    if not good:
+        return runs[-1]
+    samples = [sample / 1000 for run in good for sample in run["samples_ms"]]
+    merged = dict(good[0])
+    merged.update(summarize(samples))
+    merged["samples_ms"] = [round(s * 1000, 2) for s in samples]
+    merged["edits"] = len(samples)
+    merged["import_median_ms"] = statistics.median(run["import_median_ms"] for run in good)
+    merged["run_medians_ms"] = [run["median_ms"] for run in good]
+    return merged
 
 
 def _say(record: dict) -> None:
@@ -515,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         write_reports(json.loads(json_path.read_text()), config.out)
         return 0
     results = _previous(json_path, config)
+    earlier = results.get("meta", {}).get("part_seconds", {})
     results["meta"] = metadata(config)
+    results["meta"]["part_seconds"] = dict(earlier)
 
     def save() -> None:
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, TypeVar
 
-from . import errorpage, modules, resolver
+from . import errorpage, graph, modules, resolver
 from .gate import RequestGate
 from .modules import Generation
 from .options import Options
@@ -269,7 +269,14 @@ class ReloadingMiddleware:
             self._run_hooks(self._after, info)
 
     def _to_forget(self, changed: tuple[str, ...]) -> Generation:
-        return self._forgettable()
+        owned = self._forgettable()
+        if self.options.scope != "dependents":
+            return owned
+        names = graph.to_forget(owned, changed, self.resolver.module)
+        if names is None:
+            log.debug("scope dependents: cannot tell the dependencies, forgetting all")
+            return owned
+        return {name: owned[name] for name in names}
 
     def _succeed(
         self,
@@ -289,6 +296,8 @@ class ReloadingMiddleware:
             )
             self._track(since)
             self._modules_seen, self._loaded_ns = len(sys.modules), since
+        if self.options.scope == "dependents":
+            self._warm_graph()
         if first:
             log.info(
                 "loaded %s (%d modules) in %.1f ms",
@@ -339,6 +348,18 @@ class ReloadingMiddleware:
             self._generation = old if keep else {}
             extra = modules.source_files(old) | modules.source_files(half)
             self._track(since, extra | set(info.changed) | _error_files(info.error))
+
+    def _warm_graph(self) -> None:
+        """Read the new generation's imports now, not in the next reload."""
+        generation, module = dict(self._generation), self.resolver.module
+
+        def warm() -> None:
+            try:
+                graph.to_forget(generation, (), module)
+            except Exception:  # only a cache: the next reload reads what it needs
+                log.debug("reading the imports ahead failed", exc_info=True)
+
+        threading.Thread(target=warm, name="memento-graph", daemon=True).start()
 
     def _owned(self, candidates: Generation) -> Generation:
         """Which of ``candidates`` this middleware would forget."""

@@ -1,9 +1,13 @@
 """Who imports whom among the owned modules, for ``scope="dependents"``.
 
-:func:`to_forget` reads each owned module's source with :mod:`ast` (parsed
-once per file version, see :func:`cache_info`), cross-checks the module
-objects, and answers with the names to forget, or ``None`` when it cannot
-tell for sure and everything must be forgotten.
+:func:`to_forget` reads each owned module's source with :mod:`ast`,
+cross-checks the module objects, and answers with the names to forget, or
+``None`` when it cannot tell for sure and everything must be forgotten.
+
+A source file is parsed once per version (its modification time in
+nanoseconds, size and inode), the last :data:`CACHE_SIZE` versions kept: the
+first call parses every owned module, later ones stat the files and read the
+module objects' globals, a few milliseconds for 500 modules.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import importlib.machinery
 import os
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import FunctionType, ModuleType
 from typing import Callable, Union
@@ -42,6 +46,8 @@ _DYNAMIC_IMPORTS = frozenset(
     }
 )
 _DYNAMIC_CODE = frozenset({"exec", "eval"})
+# Built-ins that change their first argument.
+_SETTERS = frozenset({"setattr", "delattr"})
 # Values that hold no state a module could register into.
 _IMMUTABLE = (str, bytes, int, float, complex, bool, type(None), frozenset)
 
@@ -98,10 +104,11 @@ def to_forget(
 
     Registration, a heuristic: code of a forgotten module that runs on import
     (the module body and class bodies, decorators, default values; not
-    function bodies) calls, decorates with, or assigns or deletes an
-    attribute or item of a name it imported from an owned module, e.g.
-    ``registry.ITEMS.append(f)``, ``@register``, ``registry.table[k] = v``,
-    ``settings.DEBUG = True``, ``setup()``. The name must not stand for a
+    function bodies) calls, decorates with, extends in place, or sets or
+    deletes an attribute or item of a name it imported from an owned module,
+    e.g. ``registry.ITEMS.append(f)``, ``@register``, ``ITEMS += [f]``,
+    ``registry.table[k] = v``, ``setattr(settings, "DEBUG", True)``,
+    ``setup()``. The name must not stand for a
     module that stays, nor for an object that a module which stays holds in
     its globals (strings, numbers and the like excepted): that module would
     keep what the old code registered. Deriving a class from an imported
@@ -110,10 +117,9 @@ def to_forget(
     ORM bases); passing class keywords always does. So ``@app.route`` in a
     view module is fine, the application's module being forgotten too,
     while ``create_app()`` imported from a module that stays falls back. It
-    misses registration done by calls on names bound otherwise (``r =
-    registry; r.add(f)``), by objects reached through non-module attributes
-    of another module (``config.app.route``) and by ``__set_name__``
-    hooks; and it errs on the safe side for calls that only read.
+    misses registration through names bound otherwise (``r =
+    registry.get(); r.add(f)``) and by ``__set_name__`` hooks; and it errs
+    on the safe side for calls that only read.
     """
     if app_module not in generation:
         return None
@@ -227,7 +233,8 @@ def _is_namespace(module: ModuleType) -> bool:
 
 @functools.lru_cache(maxsize=CACHE_SIZE)
 def _scan_file(filename: str, package: str, stamp: Stamp) -> _Scan | None:
-    """Parse one version of a source file (``stamp`` is its cache key only)."""
+    """Read one version of a source file (``stamp`` is its cache key only)."""
+    scanner = _Scanner(package)
     try:
         with open(filename, "rb") as file:
             source = file.read()
@@ -235,10 +242,9 @@ def _scan_file(filename: str, package: str, stamp: Stamp) -> _Scan | None:
             # Invalid escape sequences and the like are the compiler's to report.
             warnings.simplefilter("ignore")
             tree = ast.parse(source, filename)
-    except (OSError, SyntaxError, ValueError, RecursionError):
+        scanner.visit(tree)
+    except (OSError, SyntaxError, ValueError, RecursionError, MemoryError):
         return None
-    scanner = _Scanner(package)
-    scanner.visit(tree)
     return scanner.result()
 
 
@@ -350,6 +356,8 @@ class _Scanner(ast.NodeVisitor):
             self.dynamic = True
             self.dynamic_on_import = self.dynamic_on_import or self.on_import
         self._touch_all([node.func])
+        if isinstance(node.func, ast.Name) and node.func.id in _SETTERS and node.args:
+            self._touch_all(node.args[:1])
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
@@ -411,30 +419,39 @@ def _importers(generation: Owners, scans: Mapping[str, _Scan]) -> dict[str, list
 
 
 def _dependencies(name: str, module: ModuleType, scan: _Scan, generation: Owners) -> set[str]:
-    found = set()
+    found = _referenced(module, generation)
     for candidates in scan.requires:
         for candidate in candidates:
             if candidate in generation:
                 found.add(candidate)
                 break
-    found.update(_referenced(module, generation))
     found.discard(name)
     return found
 
 
-def _referenced(module: ModuleType, generation: Owners) -> Iterator[str]:
+def _referenced(module: ModuleType, generation: Owners) -> set[str]:
     """Owned modules whose module objects, functions or classes ``module`` holds."""
+    found = set()
+    own = vars(module)
+    prefix = f"{module.__name__}."
     # type() rather than isinstance(): proxies answer isinstance() with their target's class.
-    for value in list(vars(module).values()):
+    for key, value in list(own.items()):
         kind = type(value)
-        if kind is FunctionType or issubclass(kind, type):
+        if kind is FunctionType:
+            if value.__globals__ is own:
+                continue
+            owner = value.__module__
+        elif issubclass(kind, type):
             owner = getattr(value, "__module__", None)
         elif issubclass(kind, ModuleType):
             owner = value.__name__
+            if owner == prefix + key:
+                continue  # a submodule bound on its package: importing it again rebinds it
         else:
             continue
         if isinstance(owner, str) and owner in generation:
-            yield owner
+            found.add(owner)
+    return found
 
 
 def _children(generation: Owners) -> dict[str, list[str]]:

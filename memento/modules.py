@@ -123,12 +123,27 @@ def forget(generation: Mapping[str, ModuleType]) -> None:
                 log.exception("__memento_unload__ of %s failed", name)
         if sys.modules.get(name) is module:
             del sys.modules[name]
+        _unbind(name, module)
+
+
+def _unbind(name: str, module: ModuleType) -> None:
+    """Remove a forgotten module from a parent package that stays, so that
+    ``from package import module`` imports it again."""
+    parent_name, _, child = name.rpartition(".")
+    parent = sys.modules.get(parent_name) if parent_name else None
+    if parent is not None and getattr(parent, child, None) is module:
+        try:
+            delattr(parent, child)
+        except AttributeError:
+            pass
 
 
 def discard(names: Iterable[str]) -> None:
     """Remove modules from ``sys.modules`` without calling their hooks."""
     for name in names:
-        sys.modules.pop(name, None)
+        module = sys.modules.pop(name, None)
+        if isinstance(module, ModuleType):
+            _unbind(name, module)
 
 
 def restore(generation: Mapping[str, ModuleType]) -> None:

@@ -214,3 +214,51 @@ def test_factory_statement_is_called_again_after_reload(make_package, wrap):
     source = (pkg / "wsgi.py").read_text()
     edit(pkg / "wsgi.py", source.replace("greeting + punct", "punct + greeting"))
     assert app.get("/").text == "?hi"
+
+
+TREE = {
+    "__init__.py": "",
+    "marker.py": "MARKER = 'one'\n",
+    "models.py": "from shop.marker import MARKER\n\ndef describe():\n    return MARKER\n",
+    "other.py": "VALUE = 'other'\n",
+    "views.py": "from shop import models, other\n\ndef home():\n"
+                "    return models.describe() + ' ' + other.VALUE\n",
+    "wsgi.py": "from shop import views\n"
+               + APP.replace("%r.encode()", "views.home().encode()"),
+}
+
+
+def test_scope_dependents_forgets_the_change_its_importers_and_the_app(make_package):
+    pkg = make_package("shop", TREE)
+    middleware = memento.Mori("shop.wsgi:app", interval=0, events=False, scope="dependents")
+    app = TestApp(middleware, lint=True)
+    assert app.get("/").text == "one other"
+    other = sys.modules["shop.other"]
+    edit(pkg / "marker.py", "MARKER = 'two'\n")
+    assert app.get("/").text == "two other"
+    assert set(middleware.stats.last.forgotten) == {
+        "shop.marker", "shop.models", "shop.views", "shop.wsgi"
+    }
+    assert sys.modules["shop.other"] is other
+
+
+def test_scope_dependents_falls_back_to_all_when_it_cannot_tell(make_package, tmp_path):
+    pkg = make_package("shop", TREE)
+    config = tmp_path / "settings.toml"
+    config.write_text("x = 1\n")
+    middleware = memento.Mori(
+        "shop.wsgi:app", interval=0, events=False, scope="dependents", watch=[str(config)]
+    )
+    app = TestApp(middleware, lint=True)
+    app.get("/")
+    edit(config, "x = 2\n")
+    app.get("/")
+    assert "shop.other" in middleware.stats.last.forgotten
+    edit(pkg / "registry.py", "ITEMS = []\n")
+    edit(pkg / "marker.py", "from shop import registry\nregistry.ITEMS.append(1)\nMARKER = 'x'\n")
+    assert app.get("/").text == "x other"
+    # the new module was not owned before: everything was forgotten
+    assert "shop.other" in middleware.stats.last.forgotten
+    edit(pkg / "marker.py", "from shop import registry\nregistry.ITEMS.append(1)\nMARKER = 'y'\n")
+    assert app.get("/").text == "y other"
+    assert "shop.other" in middleware.stats.last.forgotten  # registers into a kept module
