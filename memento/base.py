@@ -250,6 +250,10 @@ class ReloadingMiddleware:
         modules.detach_handlers(self._handlers)
         modules.warn_leftover_threads(old)
         modules.discard_bytecode(changed)
+        # A module edited without being seen (reload_on="manual" or
+        # "request", an edit made while it was imported) has a source newer
+        # than its bytecode.
+        modules.discard_bytecode(modules.source_files(old), only_stale=True)
         importlib.invalidate_caches()
         linecache.checkcache()
         before = set(sys.modules)

@@ -33,7 +33,7 @@ _HIDDEN = (
     "Details are hidden: tracebacks and source lines are shown to loopback "
     "clients only (option show_tracebacks)."
 )
-_NO_CHANGE = "No file change was recorded (a reload asked for by hand)."
+_NO_CHANGE = "No changed file: the first import, or a reload asked for by hand."
 _STR_FAILED = "<exception str() failed>"
 _CONTEXT_LINES = 2
 _REPEATS_SHOWN = 3  # as Python's own tracebacks, for a deep recursion

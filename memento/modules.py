@@ -165,18 +165,22 @@ def attach(kept: Mapping[str, ModuleType]) -> None:
             setattr(parent, child, module)
 
 
-def discard_bytecode(paths: Iterable[str]) -> None:
-    """Delete the cached bytecode of changed source files.
+def discard_bytecode(paths: Iterable[str], *, only_stale: bool = False) -> None:
+    """Delete the cached bytecode of source files.
 
     CPython validates a ``.pyc`` by the source's whole-second mtime and its
     size: two edits of equal size within one second would otherwise load
-    the first edit's bytecode for the second.
+    the first edit's bytecode for the second. ``only_stale``: keep a
+    ``.pyc`` written after its source was last modified.
     """
     for path in paths:
         if not path.endswith(".py"):
             continue
         try:
-            os.remove(importlib.util.cache_from_source(path))
+            cached = importlib.util.cache_from_source(path)
+            if only_stale and os.stat(cached).st_mtime_ns > os.stat(path).st_mtime_ns:
+                continue
+            os.remove(cached)
         except (OSError, NotImplementedError, ValueError):
             pass
 

@@ -22,7 +22,6 @@ class Mori(ReloadingMiddleware):
 
     def __init__(self, app: str, *, turn_on: bool = True, **options: Any) -> None:
         self.previous_modules = frozenset(sys.modules)
-        self._generation = {}
         self._protected: dict[str, tuple[Callable[[], object], bool]] = {}
         super().__init__(app, turn_on=turn_on, **options)
 
@@ -34,9 +33,10 @@ class Mori(ReloadingMiddleware):
     def turn_on(self) -> None:
         """Take a fresh snapshot of ``sys.modules`` and turn reloading on.
 
-        Modules of the application's current generation stay forgettable.
+        Whatever a reload would forget now stays forgettable: the
+        application's modules and those imported since the last snapshot.
         """
-        self.previous_modules = frozenset(sys.modules) - set(self._generation)
+        self.previous_modules = frozenset(sys.modules) - set(self._forgettable())
         super().turn_on()
 
     def _forgettable(self) -> Generation:

@@ -42,8 +42,10 @@ def as_list(value: object, name: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return tuple(part for part in re.split(r"[\s,]+", value) if part)
+    if isinstance(value, os.PathLike):
+        value = [value]
     if isinstance(value, Iterable):
-        items = tuple(value)
+        items = tuple(os.fspath(item) if isinstance(item, os.PathLike) else item for item in value)
         if all(isinstance(item, str) and item for item in items):
             return items
     raise ValueError(f"{name}: expected a list of names, got {value!r}")

@@ -28,14 +28,16 @@ def mori_app(global_conf: Mapping[str, str], **settings: str) -> Mori:
     return _make_mori(_required_app(settings), settings)
 
 
-def mori_filter(app: Callable[..., Any], global_conf: Mapping[str, str], **settings: str) -> Mori:
+def mori_filter(
+    wrapped: Callable[..., Any], global_conf: Mapping[str, str], **settings: str
+) -> Mori:
     """``[filter:reload] use = egg:memento#mori`` around an application.
 
     The wrapped application was imported before the filter is built, so
     Mori's snapshot leaves out the application's top-level package: its
     modules are forgotten and re-imported like the ones imported later.
     """
-    statement = settings.get("app") or name_application(app)
+    statement = settings.get("app") or name_application(wrapped)
     middleware = _make_mori(statement, settings)
     top = middleware.resolver.module.partition(".")[0]
     middleware.previous_modules = frozenset(
@@ -51,10 +53,10 @@ def assassin_app(global_conf: Mapping[str, str], **settings: str) -> Assassin:
 
 
 def assassin_filter(
-    app: Callable[..., Any], global_conf: Mapping[str, str], **settings: str
+    wrapped: Callable[..., Any], global_conf: Mapping[str, str], **settings: str
 ) -> Assassin:
     """``[filter:reload] use = egg:memento#assassin`` around an application."""
-    return _make_assassin(settings.get("app") or name_application(app), settings)
+    return _make_assassin(settings.get("app") or name_application(wrapped), settings)
 
 
 def name_application(app: object) -> str:

@@ -68,13 +68,14 @@ STOP_TIMEOUT = 5.0
 def listening_socket(host: str, port: int) -> socket.socket:
     """Bind a TCP socket to ``host`` and ``port`` (0: any free port) and listen.
 
-    ``SO_REUSEADDR`` is set, the backlog is :data:`BACKLOG`; the descriptor is
-    not inheritable until :func:`reexec`. Raises :exc:`OSError` when the
-    address cannot be resolved or bound.
+    A host name is bound to its first IPv4 address, else to its first IPv6
+    one. ``SO_REUSEADDR`` is set, the backlog is :data:`BACKLOG`; the
+    descriptor is not inheritable until :func:`reexec`. Raises
+    :exc:`OSError` when the address cannot be resolved or bound.
     """
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    found.sort(key=lambda info: info[0] != socket.AF_INET)
+    family, _, _, _, address = found[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -13,6 +13,8 @@ import pytest
 import webtest.http
 from helpers import wait_until
 
+from memento.modules import is_protected
+
 
 @pytest.fixture
 def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Path]]:
@@ -29,8 +31,11 @@ def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
         return tmp_path / name
 
     yield make
+    # Installed packages a test imported first stay: importing them twice
+    # breaks some (zope.interface, SQLAlchemy's compiled parts).
     for modname in set(sys.modules) - before:
-        del sys.modules[modname]
+        if not is_protected(modname, sys.modules[modname]):
+            del sys.modules[modname]
 
 
 def _accepts(port: int) -> bool:

@@ -41,6 +41,22 @@ assert app.get("/").text == "v3", "stale bytecode served"
 print("fresh")
 """
 
+# Real writes, no backdating: both within one wall-clock second, after the
+# first edit's bytecode was written.
+MANUAL = """\
+import time
+while time.time() % 1 > 0.5:
+    time.sleep(0.01)
+wsgi.write_text(APP % "v1")
+mori = memento.Mori("shop.wsgi:app", reload_on="manual")
+app = TestApp(mori, lint=True)
+assert app.get("/").text == "v1"
+wsgi.write_text(APP % "v2")
+mori.reload()
+assert app.get("/").text == "v2", "stale bytecode served"
+print("fresh")
+"""
+
 NAIVE = """\
 import shop.wsgi
 write("v2", 400)
@@ -53,6 +69,10 @@ print(b"".join(shop.wsgi.app({}, lambda *a: None)).decode())
 
 def test_same_second_same_size_edits_are_both_served(tmp_path):
     assert "fresh" in run_python(SCRIPT.replace("{body}", MEMENTO), tmp_path).stdout
+
+
+def test_a_manual_reload_of_a_same_second_same_size_edit_is_fresh(tmp_path):
+    assert "fresh" in run_python(SCRIPT.replace("{body}", MANUAL), tmp_path).stdout
 
 
 def test_a_naive_reimport_serves_stale_bytecode_here(tmp_path):

@@ -291,9 +291,9 @@ def test_broken_str_does_not_break_the_page():
     assert "Unprintable: <exception str() failed>" in body
 
 
-def test_manual_reload_without_changed_files():
+def test_no_changed_files_is_said():
     body = page(ValueError("boom"), [], html=False)
-    assert "No file change was recorded" in body
+    assert "No changed file: the first import, or a reload asked for by hand." in body
 
 
 def test_generation_is_shown_when_given():

@@ -22,7 +22,22 @@ from webtest import TestApp
 
 import memento
 
+# Pyramid imports pkg_resources, which recent setuptools deprecates loudly.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:pkg_resources is deprecated:UserWarning"),
+    pytest.mark.filterwarnings("ignore:Deprecated call to `pkg_resources:DeprecationWarning"),
+]
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+#: The framework each example needs (all of them are in the ``test`` extra).
+FRAMEWORKS = {
+    "flask_app": "flask",
+    "bottle_app": "bottle",
+    "pyramid_app": "pyramid",
+    "falcon_app": "falcon",
+    "plain_app": None,
+}
 
 POLICIES: dict[str, Callable[..., memento.base.ReloadingMiddleware]] = {
     "mori": lambda statement, package, **options: memento.Mori(statement, **options),
@@ -52,6 +67,8 @@ def copy_example(app_dir: Path) -> Callable[[str], Path]:
     """Copy ``examples/<name>`` to ``app_dir/<name>``."""
 
     def copy(name: str) -> Path:
+        if FRAMEWORKS[name]:
+            pytest.importorskip(FRAMEWORKS[name])
         target = app_dir / name
         shutil.copytree(
             EXAMPLES / name, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
@@ -135,6 +152,7 @@ def test_flask_template_edit_is_not_seen_without_watch(copy_example):
 
 
 def test_flask_template_edit_is_seen_by_the_watcher(copy_example):
+    pytest.importorskip("watchfiles")
     pkg = copy_example("flask_app")
     mori = memento.Mori("flask_app:create_app()", watch=[str(pkg / "templates")], events=True)
     app = TestApp(mori, lint=True)
@@ -148,6 +166,7 @@ def test_flask_routes_added_to_a_kept_blueprint_fail_to_reload(make_app):
     # A blueprint object that outlives a reload was registered on the last
     # application: Flask refuses new routes on it. Keep the blueprint and its
     # views together, in forgotten modules.
+    pytest.importorskip("flask")
     pkg = make_app(
         "shop",
         {
@@ -235,7 +254,7 @@ def test_pyramid_new_route_and_scanned_view_are_served(copy_example, wrap):
 
 
 def test_pyramid_through_paste_deploy(copy_example):
-    from paste.deploy import loadapp
+    loadapp = pytest.importorskip("paste.deploy").loadapp
 
     pkg = copy_example("pyramid_app")
     with open(pkg / "development.ini", "a", encoding="utf-8") as ini:
@@ -327,8 +346,10 @@ def app(environ, start_response):
 
 
 @pytest.fixture
-def sqlalchemy_shop(make_app: Callable[..., Path], tmp_path: Path) -> Any:
-    """A shop whose engine lives in shop.db, its models in shop.models; disposed afterwards."""
+def sqlalchemy_shop(
+    make_app: Callable[..., Path], tmp_path: Path
+) -> Iterator[Callable[[str], Path]]:
+    """Make a shop with ``db`` as shop.db (its engine disposed afterwards), shop.models."""
     pytest.importorskip("sqlalchemy")
 
     def make(db: str) -> Path:
@@ -336,10 +357,7 @@ def sqlalchemy_shop(make_app: Callable[..., Path], tmp_path: Path) -> Any:
         files = {"__init__.py": "", "db.py": db % url, "models.py": MODELS, "wsgi.py": SHOP % "{}"}
         return make_app("shop", files)
 
-    engines = []
-    yield make, engines
-    for engine in engines:
-        engine.dispose()
+    yield make
     module = sys.modules.get("shop.db")
     if module is not None:
         module.engine.dispose()
@@ -354,8 +372,7 @@ def sqlalchemy_shop(make_app: Callable[..., Path], tmp_path: Path) -> Any:
     ids=["mori-keep", "assassin-exceptions"],
 )
 def test_sqlalchemy_engine_in_a_kept_module_survives_reloads(sqlalchemy_shop, wrap_kept):
-    make, _ = sqlalchemy_shop
-    pkg = make(DB)
+    pkg = sqlalchemy_shop(DB)
     app = TestApp(wrap_kept(), lint=True)
     assert app.post("/apple").text == "apple"
     engine = sys.modules["shop.db"].engine
@@ -368,16 +385,49 @@ def test_sqlalchemy_engine_in_a_kept_module_survives_reloads(sqlalchemy_shop, wr
 
 
 def test_sqlalchemy_engine_is_disposed_by_memento_unload(sqlalchemy_shop):
-    make, engines = sqlalchemy_shop
     unloading_db = DB + "\n\ndef __memento_unload__():\n    engine.dispose()\n"
-    pkg = make(unloading_db)
+    pkg = sqlalchemy_shop(unloading_db)
     app = TestApp(memento.Mori("shop.wsgi:app", interval=0, events=False), lint=True)
     assert app.post("/apple").text == "apple"
     old = sys.modules["shop.db"].engine
-    engines.append(old)
     pool = old.pool
     assert pool.checkedin() == 1
     edit(pkg / "wsgi.py", SHOP % "in stock: {}")
     assert app.get("/").text == "in stock: apple"
     assert sys.modules["shop.db"].engine is not old
     assert pool.checkedin() == 0
+
+
+KEPT_BASE = """\
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    pass
+"""
+
+MODELS_ON_KEPT_BASE = """\
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from shop.db import Base
+
+
+class Product(Base):
+    __tablename__ = "products"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50))
+"""
+
+
+@pytest.mark.filterwarnings("ignore:This declarative base already contains a class")
+def test_sqlalchemy_models_on_a_kept_base_cannot_be_declared_again(sqlalchemy_shop):
+    # Base, and so its MetaData, is kept while the models are forgotten: the
+    # next generation declares their tables a second time on it.
+    pkg = sqlalchemy_shop(DB + "\n\n" + KEPT_BASE)
+    edit(pkg / "models.py", MODELS_ON_KEPT_BASE)
+    mori = memento.Mori("shop.wsgi:app", keep=["shop.db"], interval=0, events=False)
+    app = TestApp(mori, lint=True)
+    assert app.post("/apple").text == "apple"
+    edit(pkg / "wsgi.py", SHOP % "in stock: {}")
+    app.get("/", status=500).mustcontain("InvalidRequestError", "already defined")

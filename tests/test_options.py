@@ -44,6 +44,7 @@ def test_as_seconds_reads_numbers():
 def test_as_watch(tmp_path, caplog):
     (tmp_path / "a.html").write_text("")
     assert as_watch([str(tmp_path)]) == (str(tmp_path),)
+    assert as_watch([tmp_path]) == as_watch(tmp_path) == (str(tmp_path),)
     with caplog.at_level(logging.WARNING, logger="memento"):
         as_watch(str(tmp_path / "*.txt"))
     assert "matches no file" in caplog.text

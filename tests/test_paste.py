@@ -143,3 +143,26 @@ def test_ini_served_by_waitress(shop, tmp_path, live_server):
     assert fetch(url) == "v1"
     edit(shop / "wsgi.py", "import shop.db\n" + APP % "v2")
     wait_until(lambda: fetch(url) == "v2", what="the edit to be served")
+
+
+def test_filter_with_an_app_key_names_a_factory_made_application(shop, tmp_path):
+    uri = write_ini(tmp_path, """\
+        [pipeline:main]
+        pipeline = reload shop
+
+        [filter:reload]
+        use = egg:memento#assassin
+        app = shop.wsgi:app
+        interval = 0
+        events = false
+
+        [app:shop]
+        paste.app_factory = shop.factory:make_app
+    """)
+    (shop / "factory.py").write_text(
+        "def make_app(global_conf, **settings):\n"
+        "    def app(environ, start_response):\n        return []\n    return app\n"
+    )
+    app = loadapp(uri)
+    assert app.resolver.statement == "shop.wsgi:app"
+    assert TestApp(app, lint=True).get("/").text == "v1"

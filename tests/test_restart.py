@@ -66,6 +66,7 @@ BOOT = uuid.uuid4().hex
 COLOUR = %r
 '''
 
+#: Bound of the waits for a restart or a watcher (a loaded machine starts slowly).
 RESTART_TIMEOUT = 20.0
 
 
@@ -160,7 +161,7 @@ def test_watcher_calls_once_for_a_kept_module_imported_late(make_package, events
         importlib.import_module("shop.settings")
         watcher.rescan()
         edit(pkg / "settings.py", "X = 22\n")
-        wait_until(lambda: calls.count, what="the watcher to call on_change")
+        wait_until(lambda: calls.count, RESTART_TIMEOUT, "the watcher to call on_change")
         edit(pkg / "settings.py", "X = 333\n")
         time.sleep(3 * watcher.interval)  # its thread has ended: no second call
     assert calls.count == 1
@@ -176,7 +177,7 @@ def test_watcher_sees_a_new_file_matching_a_pattern(tmp_path, events):
         time.sleep(3 * watcher.interval)  # no event to wait for: nothing must happen
         assert calls.count == 0
         (tmp_path / "app.ini").write_text("[app]\n")
-        wait_until(lambda: calls.count, what="the watcher to call on_change")
+        wait_until(lambda: calls.count, RESTART_TIMEOUT, "the watcher to call on_change")
     assert watcher.changed == (str(tmp_path / "app.ini"),)
 
 
@@ -187,7 +188,7 @@ def test_watcher_sees_an_edit_made_while_the_application_loaded(tmp_path):
     calls = Calls()
     with RestartWatcher(calls, [str(ini)], interval=0, events=False) as watcher:
         watcher.start(since_ns=before)
-        wait_until(lambda: calls.count, what="the watcher to call on_change")
+        wait_until(lambda: calls.count, RESTART_TIMEOUT, "the watcher to call on_change")
 
 
 # -- the command, in a subprocess ---------------------------------------------
