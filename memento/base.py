@@ -340,7 +340,8 @@ class ReloadingMiddleware:
         else:
             modules.close_handlers(self._handlers)
         log.error(
-            "reload failed%s (changed: %s)",
+            "%s failed%s (changed: %s)",
+            "reload" if self._stats.generation else f"loading {self.resolver.statement}",
             ", serving the last good code" if keep else "",
             _describe(info.changed),
             exc_info=info.error,

@@ -1,4 +1,4 @@
-"""The pytest recipe of docs/integrations.rst: one Mori for all tests, fresh code for each.
+"""The pytest recipe of README.rst (Integrations): one Mori for all tests, fresh code for each.
 
 A test may change the application's module globals at will (no monkeypatch,
 no undo): the next test gets freshly imported modules.
@@ -53,7 +53,7 @@ def shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             del sys.modules[name]
 
 
-# -- the recipe, as docs/integrations.rst shows it (there scope="session") ----
+# -- the recipe, as README.rst (Integrations) shows it (there scope="session") ----
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 Each test copies an example package into tmp_path (the repository's files are
 never edited), wraps it with Mori or Assassin, edits a view, a template or a
-model, and asserts the next answer. docs/integrations.rst explains each case.
+model, and asserts the next answer. README.rst (Integrations) explains each case.
 """
 
 from __future__ import annotations
