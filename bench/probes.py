@@ -202,6 +202,51 @@ def memory(args: argparse.Namespace) -> dict:
     }
 
 
+def overhead(args: argparse.Namespace) -> dict:
+    """Microseconds per direct WSGI call of ``/``, bare and through memento, when
+    nothing changes: the middleware's own cost per request, without a server.
+
+    Blocks of calls alternate between the two; the fastest block of each counts.
+    """
+    import memento
+
+    app = memento.Mori(
+        args.app, interval=args.interval, events=bool(args.events), reload_on="change"
+    )
+    call(app)  # imports the application through the middleware, tracks its files
+    bare = app.resolve()
+    environ: dict[str, Any] = {"PATH_INFO": "/", "REMOTE_ADDR": "127.0.0.1"}
+    setup_testing_defaults(environ)
+
+    def start_response(status: str, headers: list, exc_info: object = None) -> None:
+        pass
+
+    def block(target: WSGIApp, count: int) -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            result = target(dict(environ), start_response)
+            for _chunk in result:
+                pass
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        return (time.perf_counter() - started) / count
+
+    count = 500
+    times: dict[str, list[float]] = {"bare": [], "wrapped": []}
+    for _ in range(args.blocks):
+        times["bare"].append(block(bare, count))
+        times["wrapped"].append(block(app, count))
+    app.close()
+    bare_us, wrapped_us = min(times["bare"]) * 1e6, min(times["wrapped"]) * 1e6
+    return {
+        "bare_us": round(bare_us, 2),
+        "wrapped_us": round(wrapped_us, 2),
+        "overhead_us": round(wrapped_us - bare_us, 2),
+        "calls": count * args.blocks,
+    }
+
+
 def profile(args: argparse.Namespace) -> dict:
     """cProfile one reload (the request that finds the edit), after a warm-up reload."""
     app = make_middleware(args)
@@ -268,7 +313,7 @@ def _short(filename: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="in-process benchmark probes")
-    parser.add_argument("probe", choices=("limit", "memory", "profile"))
+    parser.add_argument("probe", choices=("limit", "memory", "profile", "overhead"))
     parser.add_argument("--app-dir", required=True)
     parser.add_argument("--app", required=True, help="pkg.wsgi:app")
     parser.add_argument("--edits", type=int, default=10)
@@ -277,10 +322,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scope", default="all")
     parser.add_argument("--reloads", default="50,300", help="checkpoints, comma separated")
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--interval", type=float, default=0.3)
+    parser.add_argument("--events", type=int, choices=(0, 1), default=0)
+    parser.add_argument("--blocks", type=int, default=20)
     parser.add_argument("--dump", default=None, help="write the profile text here")
     args = parser.parse_args(argv)
     sys.path.insert(0, args.app_dir)
-    probe = {"limit": limit, "memory": memory, "profile": profile}[args.probe]
+    probes = {"limit": limit, "memory": memory, "profile": profile, "overhead": overhead}
+    probe = probes[args.probe]
     print(json.dumps(probe(args)))
     return 0
 

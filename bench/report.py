@@ -58,11 +58,13 @@ def compute_ratios(results: dict) -> dict:
                 **{f"vs_{peer}": _ratio(median, value) for peer, value in peers.items()},
             }
         ratios["latency"][key] = table
-    medians = results.get("idle", {}).get("median_rps", {})
+    idle = results.get("idle", {})
+    medians = idle.get("median_rps", {})
     bare = medians.get("bare")
     for name, rps in medians.items():
         if name != "bare":
-            ratios["idle"][name] = _ratio(rps, bare)
+            # Paired with the bare run of the same round when available.
+            ratios["idle"][name] = idle.get("paired_ratio", {}).get(name, _ratio(rps, bare))
     return ratios
 
 
@@ -168,6 +170,8 @@ def _x(value: float | None) -> str:
 def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
     meta = results.get("meta", {})
     lines = ["# memento benchmark results", ""]
+    if meta.get("memento_changed_during_run"):
+        lines += ["**memento's sources changed during this run: figures may mix versions.**", ""]
     versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items() if v)
     lines += [
         f"{meta.get('date', '')} · Python {meta.get('python', '')} · "
@@ -242,7 +246,8 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
             "",
             f"`/` of the {idle.get('app')} app through waitress (8 threads), "
             f"{idle.get('seconds')} s per run, {idle.get('rounds')} rounds "
-            "interleaved; median of the rounds.",
+            "interleaved; ÷ bare: median over the rounds of each run over the bare "
+            "run of the same round.",
             "",
             "| server | runs (req/s) | median | ÷ bare | failed |",
             "| --- | --- | ---: | ---: | ---: |",
@@ -257,6 +262,24 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
                 f"{failed} |"
             )
         lines.append("")
+        in_process = idle.get("in_process", {})
+        if in_process:
+            lines += [
+                "Without a server: microseconds per direct WSGI call of `/`, the "
+                "fastest of 20 blocks of 500 calls, bare and through memento.",
+                "",
+                "| middleware | bare µs | wrapped µs | overhead µs |",
+                "| --- | ---: | ---: | ---: |",
+            ]
+            for name, record in in_process.items():
+                if "error" in record:
+                    lines.append(f"| {name} | error: {record['error'][:150]} | | |")
+                    continue
+                lines.append(
+                    f"| {name} | {record['bare_us']} | {record['wrapped_us']} | "
+                    f"{record['overhead_us']} |"
+                )
+            lines.append("")
     memory = results.get("memory")
     if memory:
         lines += [

@@ -15,6 +15,7 @@ of one reload). See bench/README.md for what each figure means.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -104,8 +105,8 @@ class Config:
         self.flavours = args.flavours.split(",") if args.flavours else ["plain", "flask"]
         self.edits = args.edits or (3 if args.quick else 10)
         self.contenders = args.contenders
-        self.idle_seconds = 2.0 if args.quick else 4.0
-        self.idle_rounds = 1 if args.quick else 3
+        self.idle_seconds = 2.0 if args.quick else 3.0
+        self.idle_rounds = 1 if args.quick else 5
         self.cpu_window = 3.0 if args.quick else 10.0
         self.tree_files = 10_000
         self.memory_reloads = (10, 30) if args.quick else (50, 300)
@@ -302,9 +303,11 @@ def part_idle(config: Config, results: dict, save: Callable[[], None]) -> None:
         "runs": {},
     }
     for round_ in range(config.idle_rounds):
-        for contender in contenders:
+        # Every other round in reverse order, so that drift favours nobody.
+        for contender in contenders if round_ % 2 == 0 else contenders[::-1]:
             log(f"idle round {round_ + 1}: {contender.name}")
             record = guarded(lambda c=contender: run_idle(config, c, app))
+            record["round"] = round_
             section["runs"].setdefault(contender.name, []).append(record)
             if "error" in record:
                 log(f"  error: {record['error'][:300]}")
@@ -316,13 +319,38 @@ def part_idle(config: Config, results: dict, save: Callable[[], None]) -> None:
         for name, runs in section["runs"].items()
         if any("rps" in r for r in runs)
     }
+    section["paired_ratio"] = paired_ratios(section["runs"])
+    section["in_process"] = {}
+    for contender in contenders[1:]:
+        log(f"idle in process: {contender.name}")
+        section["in_process"][contender.name] = record = guarded(
+            lambda c=contender: run_probe(
+                ["overhead", "--interval", str(c.interval), "--events", str(int(c.events))],
+                app,
+            )
+        )
+        if "error" not in record:
+            log(f"  {record['bare_us']} µs bare, {record['wrapped_us']} µs wrapped")
     save()
+
+
+def paired_ratios(runs: dict[str, list[dict]]) -> dict[str, float]:
+    """Median over the rounds of each server's rps ÷ the bare server's in that round."""
+    bare = {r["round"]: r["rps"] for r in runs.get("bare", []) if "rps" in r}
+    ratios = {}
+    for name, records in runs.items():
+        paired = [
+            r["rps"] / bare[r["round"]] for r in records if "rps" in r and bare.get(r["round"])
+        ]
+        if name != "bare" and paired:
+            ratios[name] = round(statistics.median(paired), 3)
+    return ratios
 
 
 def run_idle(config: Config, contender: Contender, app: AppInfo) -> dict:
     log_path = config.logs / f"idle-{_slug(contender.name)}.log"
     with serving(contender, app.statement, app.root, log_path) as (server, _startup):
-        load(server.port, 1.0, 8)  # warm-up
+        load(server.port, 0.5, 8)  # warm-up
         record = load(server.port, config.idle_seconds, 8)
         status, _ = request(server.port)
         record["alive_after"] = status == 200
@@ -405,7 +433,7 @@ def run_cpu(config: Config, contender: Contender, app: AppInfo) -> dict:
         server,
         _,
     ):
-        time.sleep(3.0)  # first scans, watcher set-up
+        time.sleep(2.0)  # first scans, watcher set-up
         idle = cpu_window(server, config.cpu_window, requests=False)
         busy = cpu_window(server, config.cpu_window, requests=True)
     return {
@@ -489,6 +517,16 @@ def guarded(run: Callable[[], dict]) -> dict:
 # -- main --------------------------------------------------------------------------
 
 
+def fingerprint() -> str:
+    """A digest of memento's sources: tells whether they changed during a run."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "memento").rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def metadata(config: Config) -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -505,6 +543,7 @@ def metadata(config: Config) -> dict:
         "cpus": os.cpu_count(),
         "versions": versions,
         "load_tool": "wrk" if shutil.which("wrk") else "python",
+        "memento_sources": fingerprint(),
         "quick": config.quick,
         "edits": config.edits,
         "sizes": config.sizes,
@@ -565,6 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         save()
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
+    if fingerprint() != results["meta"]["memento_sources"]:
+        results["meta"]["memento_changed_during_run"] = True
+        log("warning: memento's sources changed during the run")
     write_reports(results, config.out)
     save()
     log(f"wrote {json_path}, results.md and results.png in {config.out}")

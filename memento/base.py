@@ -6,13 +6,14 @@ import importlib
 import linecache
 import logging
 import os
+import re
 import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NoReturn, TypeVar
 
 from . import errorpage, graph, modules, resolver
 from .gate import RequestGate
@@ -70,6 +71,8 @@ class ReloadingMiddleware:
         self._gate = RequestGate()
         self._state = threading.Lock()
         self._looking = threading.Lock()
+        self._calls = threading.local()
+        self._failure_tb: TracebackType | None = None
         self._modules_seen = 0
         self._loaded_ns = 0
         self._app: WSGIApp | None = None
@@ -77,6 +80,7 @@ class ReloadingMiddleware:
         self._generation: Generation = {}
         self._handlers: list[modules.HandlerRecord] = []
         self._pending: set[str] = set()
+        self._unloaded: set[str] = set()
         self._requested = False
         self._tracker: Tracker | None = None
         self._on = False
@@ -105,8 +109,9 @@ class ReloadingMiddleware:
             if self._tracker is None:
                 self._tracker = self._make_tracker()
             if self._app is not None:
+                # Files edited while reloading was off are newer than the load.
                 self._generation = self._forgettable()
-                self._track(time.time_ns())
+                self._track(self._loaded_ns)
 
     def turn_off(self) -> None:
         """Turn reloading off: a thin pass-through, no file checks, no forgetting."""
@@ -115,9 +120,11 @@ class ReloadingMiddleware:
             self._close_tracker()
 
     def reload(self) -> None:
-        """Forget and re-resolve the application before the next request."""
-        with self._state:
-            self._requested = True
+        """Forget and re-resolve the application before the next request.
+
+        Safe to call from a signal handler: it only sets a flag.
+        """
+        self._requested = True
 
     def before_reload(self, fn: Hook) -> Hook:
         """Register ``fn(info)`` to run before each reload; usable as a decorator."""
@@ -131,10 +138,10 @@ class ReloadingMiddleware:
 
     def resolve(self) -> WSGIApp:
         """The application now served, importing it first if needed."""
-        if self._app is None:
+        if self._app is None and self._failure is None:
             self._load()
         if self._app is None and self._failure is not None:
-            raise self._failure.error  # type: ignore[misc]
+            self._raise_failure(self._failure)
         assert self._app is not None
         return self._app
 
@@ -153,15 +160,15 @@ class ReloadingMiddleware:
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
         if not self._on:
             return self.resolve()(environ, start_response)
+        if getattr(self._calls, "depth", 0):
+            # The application calls itself (a sub-request): it is served by
+            # the generation already serving the outer request.
+            return self._call(self._app, self._failure, environ, start_response)
         if self._wants_load():
             self._load()
         token = self._gate.enter()
-        app, failure = self._app, self._failure
-        if app is None:
-            self._gate.leave(token)
-            return self._answer_failure(failure, environ, start_response)
         try:
-            result = app(environ, start_response)
+            result = self._call(self._app, self._failure, environ, start_response)
         except BaseException:
             self._gate.leave(token)
             raise
@@ -170,7 +177,22 @@ class ReloadingMiddleware:
             # code: the request is over, and the server keeps its fast path.
             self._gate.leave(token)
             return result
-        return ClosingResponse(result, lambda: self._gate.leave(token))
+        return closing(result, lambda: self._gate.leave(token))
+
+    def _call(
+        self,
+        app: WSGIApp | None,
+        failure: ReloadInfo | None,
+        environ: dict,
+        start_response: StartResponse,
+    ) -> Iterable[bytes]:
+        if app is None:
+            return self._answer_failure(failure, environ, start_response)
+        self._calls.depth = getattr(self._calls, "depth", 0) + 1
+        try:
+            return app(environ, start_response)
+        finally:
+            self._calls.depth -= 1
 
     # -- what subclasses decide ---------------------------------------------
 
@@ -229,25 +251,35 @@ class ReloadingMiddleware:
         )
 
     def _load(self) -> None:
+        # Edits made from now on are either imported by this reload or
+        # reported after it: the stamps taken afterwards look back to here.
+        since = time.time_ns()
         with self._gate.exclusive(self.options.drain_timeout):
+            tracker = self._tracker
+            late = tracker.changed() if tracker is not None and self._app is not None else ()
             with self._state:
+                self._pending.update(late)
                 if self._app is not None and not (self._on and self._due()):
                     return
-                changed = tuple(sorted(self._pending))
+                # Changes a failed reload restored the old modules over are
+                # still changes: keep=True served them, nothing imported them.
+                changed = tuple(sorted(self._pending | self._unloaded))
                 self._pending.clear()
                 self._requested = False
-            self._reload(changed)
+            self._reload(changed, since)
 
-    def _reload(self, changed: tuple[str, ...]) -> None:
-        started, since = time.perf_counter(), time.time_ns()
-        first = self._stats.generation == 0 and self._stats.failures == 0
+    def _reload(self, changed: tuple[str, ...], since: int) -> None:
+        started = time.perf_counter()
+        first = self._stats.generation == 0
         old = {} if first else self._to_forget(changed)
         info = ReloadInfo(changed, tuple(sorted(old)), 0.0, None, self._stats.generation)
         if not first:
             self._run_hooks(self._before, info)
         kept = self._kept_children(old)
         modules.forget(old)
-        modules.detach_handlers(self._handlers)
+        leaving = [record for record in self._handlers if record[2] in old]
+        self._handlers = [record for record in self._handlers if record[2] not in old]
+        modules.detach_handlers(leaving)
         modules.warn_leftover_threads(old)
         modules.discard_bytecode(changed)
         # A module edited without being seen (reload_on="manual" or
@@ -260,14 +292,17 @@ class ReloadingMiddleware:
         with modules.recording_handlers() as handlers:
             try:
                 app: WSGIApp | None = self.resolver.resolve()
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit from argparse at import, too
                 app, info = None, replace(info, error=exc)
         info = replace(info, duration=time.perf_counter() - started)
         if app is None:
-            self._fail(info, old, kept, set(sys.modules) - before, handlers, since)
+            self._fail(info, old, kept, set(sys.modules) - before, handlers + leaving, since)
+            if isinstance(info.error, KeyboardInterrupt):
+                raise info.error
         else:
             modules.attach(kept)
             info = replace(info, generation=self._stats.generation + 1)
+            modules.close_handlers(leaving)
             self._succeed(app, info, handlers, since, first)
         if not first:
             self._run_hooks(self._after, info)
@@ -290,11 +325,11 @@ class ReloadingMiddleware:
         since: int,
         first: bool,
     ) -> None:
-        modules.close_handlers(self._handlers)
         with self._state:
             self._app, self._failure = app, None
+            self._unloaded.clear()
             self._generation = self._forgettable()
-            self._handlers = [record for record in handlers if record[2] in self._generation]
+            self._handlers += [record for record in handlers if record[2] in self._generation]
             self._stats = Stats(
                 self._stats.reloads + (not first), self._stats.failures, info, info.generation
             )
@@ -327,18 +362,19 @@ class ReloadingMiddleware:
         handlers: list[modules.HandlerRecord],
         since: int,
     ) -> None:
+        """``handlers``: those of the forgotten generation, then of the failed import."""
+        missing = _missing_module_files(info.error)
         half = self._owned({name: sys.modules[name] for name in new if name in sys.modules})
         modules.discard(half)
-        half_handlers = [record for record in handlers if record[2] in half]
-        modules.detach_handlers(half_handlers)
-        modules.close_handlers(half_handlers)
         keep = self.options.on_error == "keep" and self._app is not None
+        restored = [record for record in handlers if record[2] in old] if keep else []
+        dropped = [record for record in handlers if record not in restored]
+        modules.detach_handlers(dropped)
+        modules.close_handlers(dropped)
         if keep:
             modules.restore(old)
             modules.attach(kept)
-            modules.reattach_handlers(self._handlers)
-        else:
-            modules.close_handlers(self._handlers)
+            modules.reattach_handlers(restored)
         log.error(
             "%s failed%s (changed: %s)",
             "reload" if self._stats.generation else f"loading {self.resolver.statement}",
@@ -348,10 +384,14 @@ class ReloadingMiddleware:
         )
         with self._state:
             self._stats = replace(self._stats, failures=self._stats.failures + 1, last=info)
+            self._handlers += restored
+            if keep:
+                self._unloaded.update(info.changed)
             if not keep:
-                self._app, self._failure, self._handlers = None, info, []
-            self._generation = old if keep else {}
-            extra = modules.source_files(old) | modules.source_files(half)
+                self._app, self._failure = None, info
+                self._failure_tb = info.error.__traceback__ if info.error else None
+            self._generation = self._forgettable()
+            extra = modules.source_files(old) | modules.source_files(half) | missing
             self._track(since, extra | set(info.changed) | _error_files(info.error))
 
     def _warm_graph(self) -> None:
@@ -394,6 +434,12 @@ class ReloadingMiddleware:
             except Exception:
                 log.exception("reload hook %r failed", hook)
 
+    def _raise_failure(self, failure: ReloadInfo) -> NoReturn:
+        # The saved traceback: raising the same exception again and again
+        # would otherwise grow it by this request's frames each time.
+        assert failure.error is not None
+        raise failure.error.with_traceback(self._failure_tb)
+
     def _answer_failure(
         self, failure: ReloadInfo | None, environ: dict, start_response: StartResponse
     ) -> Iterable[bytes]:
@@ -402,7 +448,7 @@ class ReloadingMiddleware:
         if callable(handler):
             return handler(failure, environ, start_response)
         if handler == "raise":
-            raise failure.error
+            self._raise_failure(failure)
         status, headers, body = errorpage.respond(
             failure.error,
             failure.changed,
@@ -412,6 +458,14 @@ class ReloadingMiddleware:
         )
         start_response(status, headers)
         return [body]
+
+
+def closing(iterable: Iterable[bytes], on_close: Callable[[], None]) -> ClosingResponse:
+    """Wrap a response iterable; a sized one (a list) stays sized, so servers
+    can still set Content-Length for a one-item body."""
+    if hasattr(iterable, "__len__"):
+        return SizedClosingResponse(iterable, on_close)
+    return ClosingResponse(iterable, on_close)
 
 
 class ClosingResponse:
@@ -438,6 +492,29 @@ class ClosingResponse:
                 close()
         finally:
             self._on_close()
+
+
+def _missing_module_files(error: BaseException | None) -> set[str]:
+    """Where a module that was not found would be created, to retry when it is."""
+    if not isinstance(error, ImportError) or not error.name:
+        return set()
+    if isinstance(error, ModuleNotFoundError):
+        parent, _, leaf = error.name.rpartition(".")
+    else:  # "cannot import name 'views' from 'shop'": maybe a submodule to come
+        found = re.match(r"cannot import name '(\w+)'", str(error))
+        if found is None:
+            return set()
+        parent, leaf = error.name, found.group(1)
+    if parent:
+        folders = list(getattr(sys.modules.get(parent), "__path__", None) or ())
+    else:
+        folders = [os.path.abspath(entry) for entry in sys.path if isinstance(entry, str)]
+        folders = [path for path in folders if os.path.isdir(path) and not _is_library(path)]
+    return {
+        path
+        for folder in folders
+        for path in (os.path.join(folder, leaf + ".py"), os.path.join(folder, leaf, "__init__.py"))
+    }
 
 
 def _is_file_wrapper(result: object, environ: dict) -> bool:
@@ -471,3 +548,12 @@ def _describe(paths: Iterable[str]) -> str:
         relative = os.path.relpath(path) if os.path.isabs(path) else path
         shown.append(path if relative.startswith("..") else relative)
     return ", ".join(shown) or "none"
+
+
+class SizedClosingResponse(ClosingResponse):
+    """A :class:`ClosingResponse` around an iterable with a length."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._iterable)  # type: ignore[arg-type]

@@ -231,3 +231,74 @@ def test_an_old_generation_is_garbage_once_the_new_one_serves(make_package):
     gc.collect()
     assert first() is None
     assert first_app() is None
+
+
+def test_system_exit_at_import_is_a_failed_reload(make_package):
+    pkg = make_package("shop", {"__init__.py": "", "wsgi.py": APP % "v1"})
+    middleware = memento.Mori("shop.wsgi:app", interval=0, events=False)
+    app = TestApp(middleware, lint=True)
+    assert app.get("/").text == "v1"
+    edit(pkg / "wsgi.py", "import sys\nsys.exit(3)\n")
+    app.get("/", status=500).mustcontain("SystemExit")
+    assert "shop.wsgi" not in sys.modules
+    assert middleware.stats.failures == 1
+    edit(pkg / "wsgi.py", APP % "v2")
+    assert app.get("/").text == "v2"
+
+
+def test_raise_keeps_the_traceback_from_growing(make_package):
+    pkg = make_shop(make_package)
+    app = TestApp(wrap("raise"), lint=True)
+    app.get("/")
+    edit(pkg / "wsgi.py", "def app(:\n")
+    lengths = []
+    for _ in range(5):
+        with pytest.raises(SyntaxError) as info:
+            app.get("/")
+        tb, depth = info.value.__traceback__, 0
+        while tb is not None:
+            tb, depth = tb.tb_next, depth + 1
+        lengths.append(depth)
+    assert len(set(lengths)) == 1, lengths
+
+
+def test_creating_the_missing_module_is_noticed(make_package):
+    pkg = make_package("shop", {"__init__.py": "", "wsgi.py": APP % "v1"})
+    app = TestApp(memento.Mori("shop.wsgi:app", interval=0, events=False), lint=True)
+    app.get("/")
+    edit(pkg / "wsgi.py", "from shop import views\n" + APP % "v2")
+    app.get("/", status=500).mustcontain("views")
+    edit(pkg / "views.py", "")
+    assert app.get("/").text == "v2"
+
+
+def test_keep_with_scope_dependents_goes_on_tracking_everything(make_package):
+    pkg = make_package(
+        "shop",
+        {"__init__.py": "", "models.py": "M = 'm1'\n", "views.py": "V = 'v1'\n",
+         "wsgi.py": "from shop import models, views\n"
+                    + APP.replace("%r.encode()", "(views.V + models.M).encode()")},
+    )
+    middleware = memento.Mori("shop.wsgi:app", interval=0, events=False, on_error="keep",
+                              scope="dependents")
+    app = TestApp(middleware, lint=True)
+    assert app.get("/").text == "v1m1"
+    edit(pkg / "views.py", "V = (\n")
+    assert app.get("/").text == "v1m1"
+    edit(pkg / "models.py", "M = 'm2'\n")
+    assert app.get("/").text == "v1m1"  # the app module imports the broken views again
+    assert middleware.stats.failures == 2
+    edit(pkg / "views.py", "V = 'v2'\n")
+    assert app.get("/").text == "v2m2"
+
+
+def test_first_successful_import_after_a_failure_is_not_a_reload(make_package):
+    pkg = make_package("shop", {"__init__.py": "", "wsgi.py": "def app(:\n"})
+    middleware = memento.Mori("shop.wsgi:app", interval=0, events=False)
+    calls = []
+    middleware.after_reload(calls.append)
+    app = TestApp(middleware, lint=True)
+    app.get("/", status=500)
+    edit(pkg / "wsgi.py", APP % "v1")
+    assert app.get("/").text == "v1"
+    assert (middleware.stats.reloads, middleware.stats.generation, calls) == (0, 1, [])

@@ -262,3 +262,68 @@ def test_scope_dependents_falls_back_to_all_when_it_cannot_tell(make_package, tm
     edit(pkg / "marker.py", "from shop import registry\nregistry.ITEMS.append(1)\nMARKER = 'y'\n")
     assert app.get("/").text == "y other"
     assert "shop.other" in middleware.stats.last.forgotten  # registers into a kept module
+
+
+def test_edit_made_while_turned_off_is_seen_after_turn_on(make_package, wrap):
+    pkg = make_package("shop", {"__init__.py": "", "wsgi.py": APP % "v1"})
+    middleware = wrap("shop.wsgi:app")
+    app = TestApp(middleware, lint=True)
+    assert app.get("/").text == "v1"
+    middleware.turn_off()
+    edit(pkg / "wsgi.py", APP % "v2")
+    assert app.get("/").text == "v1"
+    middleware.turn_on()
+    assert app.get("/").text == "v2"
+
+
+SUBREQUEST = """\
+import sys
+
+VERSION = {version!r}
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/inner":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [sys.modules["shop.wsgi"].VERSION.encode()]
+    {edit}
+    inner = b"".join(MIDDLEWARE(dict(environ, PATH_INFO="/inner"), lambda *a: None))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION.encode() + b" " + inner]
+"""
+
+
+def test_a_sub_request_is_served_by_the_outer_request_generation(make_package, wrap):
+    pkg = make_package("shop", {"__init__.py": "", "wsgi.py": ""})
+    new = SUBREQUEST.format(version="v2", edit="pass")
+    edit_it = f"__import__('pathlib').Path({str(pkg / 'wsgi.py')!r}).write_text({new!r})"
+    edit(pkg / "wsgi.py", SUBREQUEST.format(version="v1", edit=edit_it))
+    middleware = wrap("shop.wsgi:app")
+    import builtins
+
+    builtins.MIDDLEWARE = middleware
+    try:
+        app = TestApp(middleware, lint=True)
+        assert app.get("/").text == "v1 v1"
+        assert app.get("/").text == "v2 v2"
+    finally:
+        del builtins.MIDDLEWARE
+
+
+def test_a_one_item_list_keeps_its_length_for_content_length(make_package, live_server):
+    import http.client
+    from urllib.parse import urlsplit
+
+    make_package("shop", {"__init__.py": "", "wsgi.py": """\
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"sized"]
+    """})
+    url = urlsplit(live_server(memento.Mori("shop.wsgi:app", interval=0), server="wsgiref"))
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        assert response.read() == b"sized"
+        assert response.getheader("Content-Length") == "5"
+    finally:
+        conn.close()
