@@ -11,6 +11,7 @@ from typing import NamedTuple
 import watchfiles
 
 from .tracking import (
+    SETTLE,
     SETTLE_LIMIT,
     Matcher,
     Stamp,
@@ -111,7 +112,7 @@ class WatchfilesTracker(_StampTracker):
     :meth:`track` every look compares all stamps instead.
     """
 
-    def __init__(self, *, settle: float = 0.05, matcher: Matcher | None = None) -> None:
+    def __init__(self, *, settle: float = SETTLE, matcher: Matcher | None = None) -> None:
         if settle < 0:
             raise ValueError(f"settle: expected seconds >= 0, got {settle!r}")
         super().__init__(matcher)

@@ -34,6 +34,9 @@ log = logging.getLogger("memento")
 #: Longest a burst of writes is waited out before its changes are reported.
 SETTLE_LIMIT = 2.0
 
+#: The quiet time that ends a burst of writes, in seconds.
+SETTLE = 0.05
+
 _MAGIC = re.compile(r"[*?[]")
 
 
@@ -340,13 +343,14 @@ class PollingTracker(_StampTracker):
     """Find changes by comparing file stamps, at most once per ``interval`` seconds.
 
     ``interval`` 0 looks on every :meth:`changed` call. When a look finds
-    changes, the tracker waits ``settle`` seconds and looks again while new
-    changes keep coming (at most :data:`SETTLE_LIMIT` seconds in all), so a
-    burst of writes is reported as one set.
+    several changes, or a second look at once finds more, the tracker waits
+    ``settle`` seconds and looks again while new changes keep coming (at
+    most :data:`SETTLE_LIMIT` seconds in all), so a burst of writes is
+    reported as one set; a lone save is reported at once.
     """
 
     def __init__(
-        self, interval: float, *, settle: float = 0.05, matcher: Matcher | None = None
+        self, interval: float, *, settle: float = SETTLE, matcher: Matcher | None = None
     ) -> None:
         if interval < 0:
             raise ValueError(f"interval: expected seconds >= 0, got {interval!r}")
@@ -367,7 +371,14 @@ class PollingTracker(_StampTracker):
         if self.interval and time.monotonic() - self._scanned < self.interval:
             return set()
         current = self._scan()
-        if _differences(self._stamps, current):
+        found = _differences(self._stamps, current)
+        if len(found) == 1:
+            # One file: a save, or the first write of a burst. A second look
+            # tells them apart without making every save wait.
+            latest = self._scan()
+            if latest != current:
+                current = self._wait_for_quiet(latest)
+        elif found:
             current = self._wait_for_quiet(current)
         found = _differences(self._stamps, current)
         self._stamps = current
@@ -386,7 +397,7 @@ class PollingTracker(_StampTracker):
         return current
 
 
-def make_tracker(interval: float, *, events: bool | None = None, settle: float = 0.05) -> Tracker:
+def make_tracker(interval: float, *, events: bool | None = None, settle: float = SETTLE) -> Tracker:
     """Return the tracker to use: file-system events when available, else polling.
 
     ``events`` ``None`` uses :mod:`watchfiles` when it is installed, ``True``
