@@ -374,7 +374,8 @@ class PollingTracker(_StampTracker):
         found = _differences(self._stamps, current)
         if len(found) == 1:
             # One file: a save, or the first write of a burst. A second look
-            # tells them apart without making every save wait.
+            # shortly after tells them apart without making a save wait long.
+            time.sleep(self.settle / 5)
             latest = self._scan()
             if latest != current:
                 current = self._wait_for_quiet(latest)
