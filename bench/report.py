@@ -170,7 +170,7 @@ def _x(value: float | None) -> str:
 def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
     meta = results.get("meta", {})
     lines = ["# memento benchmark results", ""]
-    if meta.get("memento_changed_during_run"):
+    if meta.get("memento_changed_during_run") and not meta.get("memento_snapshot"):
         lines += ["**memento's sources changed during this run: figures may mix versions.**", ""]
     versions = ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items() if v)
     lines += [
@@ -181,6 +181,10 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         f"{meta.get('edits', '')} edits per latency run"
         + (" (quick run)" if meta.get("quick") else "")
         + ".",
+        "",
+        f"memento imported from `{meta.get('memento_file', '?')}`, sources digest "
+        f"`{meta.get('memento_sources', '?')}`"
+        + (" (a copy taken when the run started)." if meta.get("memento_snapshot") else "."),
         "",
         "## Targets",
         "",

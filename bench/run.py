@@ -113,6 +113,8 @@ class Config:
         self.work = HERE / "work"
         self.out = Path(args.out) if args.out else (self.work / "quick" if args.quick else HERE)
         self.logs = self.work / "logs"
+        self.live = args.live
+        self.pythonpath: str | None = None  # where the measured copy of memento is
         self.sequence = Sequence()
         self.rng = random.Random(3)
 
@@ -225,10 +227,13 @@ def _say(record: dict) -> None:
 
 def probe_limit(config: Config, app: AppInfo) -> dict:
     seq = config.reserve(config.edits)
-    return run_probe(["limit", "--edits", str(config.edits), "--seq", str(seq)], app)
+    arguments = ["limit", "--edits", str(config.edits), "--seq", str(seq)]
+    return run_probe(arguments, app, config.pythonpath)
 
 
-def run_probe(arguments: list[str], app: AppInfo, timeout: float = 300.0) -> dict:
+def run_probe(
+    arguments: list[str], app: AppInfo, pythonpath: str | None, timeout: float = 300.0
+) -> dict:
     """Run ``probes.py`` in a fresh interpreter; its last output line is the result."""
     command = [sys.executable, str(HERE / "probes.py"), *arguments]
     command += ["--app-dir", app.root, "--app", app.statement]
@@ -238,23 +243,28 @@ def run_probe(arguments: list[str], app: AppInfo, timeout: float = 300.0) -> dic
         text=True,
         timeout=timeout,
         cwd=app.root,
-        env=_probe_env(),
+        env=_probe_env(pythonpath),
     )
     if result.returncode != 0:
         raise RuntimeError(f"probe exit {result.returncode}: {result.stderr.strip()[-1500:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _probe_env() -> dict[str, str]:
+def _probe_env(pythonpath: str | None) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     return env
 
 
 def run_latency(config: Config, contender: Contender, app: AppInfo, key: str) -> dict:
     log_path = config.logs / f"latency-{key}-{_slug(contender.name)}.log"
-    with serving(contender, app.statement, app.root, log_path) as (server, startup):
+    with serving(contender, app.statement, app.root, log_path, pythonpath=config.pythonpath) as (
+        server,
+        startup,
+    ):
         record = measure_edits(
             server.port,
             app.marker_path,
@@ -327,6 +337,7 @@ def part_idle(config: Config, results: dict, save: Callable[[], None]) -> None:
             lambda c=contender: run_probe(
                 ["overhead", "--interval", str(c.interval), "--events", str(int(c.events))],
                 app,
+                config.pythonpath,
             )
         )
         if "error" not in record:
@@ -349,7 +360,10 @@ def paired_ratios(runs: dict[str, list[dict]]) -> dict[str, float]:
 
 def run_idle(config: Config, contender: Contender, app: AppInfo) -> dict:
     log_path = config.logs / f"idle-{_slug(contender.name)}.log"
-    with serving(contender, app.statement, app.root, log_path) as (server, _startup):
+    with serving(contender, app.statement, app.root, log_path, pythonpath=config.pythonpath) as (
+        server,
+        _startup,
+    ):
         load(server.port, 0.5, 8)  # warm-up
         record = load(server.port, config.idle_seconds, 8)
         status, _ = request(server.port)
@@ -386,6 +400,7 @@ def part_memory(config: Config, results: dict, save: Callable[[], None]) -> None
                     str(seq),
                 ],
                 app,
+                config.pythonpath,
             )
         )
         record = section[name]
@@ -429,7 +444,14 @@ def part_cpu(config: Config, results: dict, save: Callable[[], None]) -> None:
 
 def run_cpu(config: Config, contender: Contender, app: AppInfo) -> dict:
     log_path = config.logs / f"cpu-{_slug(contender.name)}.log"
-    with serving(contender, app.statement, app.root, log_path, timeout=120) as (
+    with serving(
+        contender,
+        app.statement,
+        app.root,
+        log_path,
+        timeout=120,
+        pythonpath=config.pythonpath,
+    ) as (
         server,
         _,
     ):
@@ -496,6 +518,7 @@ def part_profile(config: Config, results: dict, save: Callable[[], None]) -> Non
                         str(dump),
                     ],
                     app,
+                    config.pythonpath,
                 )
             )
             if "error" in record:
@@ -517,14 +540,37 @@ def guarded(run: Callable[[], dict]) -> dict:
 # -- main --------------------------------------------------------------------------
 
 
-def fingerprint() -> str:
+def fingerprint(package: Path = REPO / "memento") -> str:
     """A digest of memento's sources: tells whether they changed during a run."""
     digest = hashlib.sha256()
-    for path in sorted((REPO / "memento").rglob("*")):
+    for path in sorted(package.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
-            digest.update(str(path.relative_to(REPO)).encode())
+            digest.update(str(path.relative_to(package)).encode())
             digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def snapshot_memento(directory: Path) -> Path:
+    """Copy memento's sources to ``directory``: the run measures them as they
+    were when it started, whatever happens to the checkout meanwhile."""
+    if directory.exists():
+        shutil.rmtree(directory)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "memento", directory / "memento", ignore=ignore)
+    return directory
+
+
+def measured_memento(pythonpath: str | None) -> str:
+    """The file memento is imported from by the servers and probes."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import memento; print(memento.__file__)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_probe_env(pythonpath),
+        cwd=str(HERE.parent.parent),
+    )
+    return result.stdout.strip() or result.stderr.strip()[-300:]
 
 
 def metadata(config: Config) -> dict:
@@ -563,6 +609,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contenders", help="comma-separated substrings of contender names")
     parser.add_argument("--out", help="directory for results.* (default bench/)")
     parser.add_argument(
+        "--live",
+        action="store_true",
+        help="import memento from the checkout as it is at each start, not from "
+        "a copy taken when the run starts",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="only rewrite results.md/png from results.json",
@@ -580,6 +632,11 @@ def main(argv: list[str] | None = None) -> int:
     earlier = results.get("meta", {}).get("part_seconds", {})
     results["meta"] = metadata(config)
     results["meta"]["part_seconds"] = dict(earlier)
+    if not config.live:
+        config.pythonpath = str(snapshot_memento(config.work / "snapshot"))
+    results["meta"]["memento_file"] = measured_memento(config.pythonpath)
+    results["meta"]["memento_snapshot"] = not config.live
+    log(f"measuring memento from {results['meta']['memento_file']}")
 
     def save() -> None:
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -606,7 +663,12 @@ def main(argv: list[str] | None = None) -> int:
     results["meta"]["total_seconds"] = round(time.perf_counter() - started, 1)
     if fingerprint() != results["meta"]["memento_sources"]:
         results["meta"]["memento_changed_during_run"] = True
-        log("warning: memento's sources changed during the run")
+        if config.live:
+            log("warning: memento's sources changed during the run")
+        else:
+            log(
+                "memento's sources changed during the run; the copy taken at its start was measured"
+            )
     write_reports(results, config.out)
     save()
     log(f"wrote {json_path}, results.md and results.png in {config.out}")

@@ -147,8 +147,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_env() -> dict[str, str]:
-    """The environment of a server: bytecode on, output unbuffered, no PYTHONPATH."""
+def server_env(pythonpath: str | None = None) -> dict[str, str]:
+    """The environment of a server: bytecode on, output unbuffered, PYTHONPATH
+    only ``pythonpath`` (the copy of memento a run measures)."""
     env = dict(os.environ)
     for name in (
         "PYTHONDONTWRITEBYTECODE",
@@ -158,16 +159,26 @@ def server_env() -> dict[str, str]:
     ):
         env.pop(name, None)
     env["PYTHONUNBUFFERED"] = "1"
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
     return env
 
 
 class Server:
     """A server in its own process group; a context manager that always stops it."""
 
-    def __init__(self, argv: Sequence[str], cwd: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        cwd: str,
+        port: int,
+        log_path: Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.cwd = cwd
         self.port = port
+        self.env = env if env is not None else server_env()
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.started = 0.0
@@ -188,7 +199,7 @@ class Server:
             self.process = subprocess.Popen(
                 self.argv,
                 cwd=self.cwd,
-                env=server_env(),
+                env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -301,10 +312,16 @@ def serving(
     root: str,
     log_path: Path,
     timeout: float = 90.0,
+    pythonpath: str | None = None,
 ) -> Iterator[tuple[Server, float]]:
-    """Start ``contender`` on a free port; yield the server and its start-up seconds."""
+    """Start ``contender`` on a free port; yield the server and its start-up seconds.
+
+    ``pythonpath`` goes to memento's servers only (the others never import it).
+    """
     port = free_port()
-    server = Server(contender.command(statement, root, port), root, port, log_path)
+    env = server_env(pythonpath if contender.kind == "memento" else None)
+    command = contender.command(statement, root, port)
+    server = Server(command, root, port, log_path, env)
     with server:
         startup = server.wait_ready(timeout)
         yield server, startup
@@ -332,6 +349,7 @@ def serve_memento(args: argparse.Namespace) -> None:
 
     import memento
 
+    logging.getLogger("bench").info("memento %s", memento.__file__)
     options = {
         "reload_on": "change",
         "scope": args.scope,

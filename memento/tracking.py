@@ -34,6 +34,9 @@ log = logging.getLogger("memento")
 #: Longest a burst of writes is waited out before its changes are reported.
 SETTLE_LIMIT = 2.0
 
+#: How far a file's modification time may lag the clock, in nanoseconds.
+CLOCK_SLACK_NS = 20_000_000
+
 #: The quiet time that ends a burst of writes, in seconds.
 SETTLE = 0.05
 
@@ -127,9 +130,11 @@ class Tracker(Protocol):
 
         ``files`` are tracked even if excluded, and even if missing (their
         appearance is a change). ``watch`` holds files, directories and glob
-        patterns. Pending changes are dropped. A tracked file whose mtime lies
-        between ``since_ns`` (a :func:`time.time_ns` value) and now is reported
-        by the next :meth:`changed`: it may have been edited while imported.
+        patterns. Pending changes are dropped, but a file tracked before whose
+        stamp differs from the one last looked at is reported by the next
+        :meth:`changed`, and so is a newly tracked file whose mtime lies
+        between ``since_ns`` (a :func:`time.time_ns` value) and now: either may
+        have been edited while it was imported.
         """
         ...
 
@@ -234,10 +239,15 @@ def _differences(old: dict[str, Stamp | None], new: dict[str, Stamp | None]) -> 
 
 
 def _edited_since(stamps: dict[str, Stamp | None], since_ns: int | None) -> set[str]:
-    """Return the paths modified between ``since_ns`` and now (never in the future)."""
+    """Return the paths modified between ``since_ns`` and now (never in the future).
+
+    File systems stamp files with the kernel's coarse clock, which may run
+    up to :data:`CLOCK_SLACK_NS` behind ``time.time_ns()``: "now" allows for
+    that.
+    """
     if since_ns is None:
         return set()
-    now = time.time_ns()
+    now = time.time_ns() + CLOCK_SLACK_NS
     return {
         path
         for path, found in stamps.items()
@@ -279,8 +289,15 @@ class _StampTracker:
         with self._lock:
             self._files, self._watch = exact, entries
             self._retarget()
-            self._stamps = self._scan()
-            self._recent = _edited_since(self._stamps, since_ns)
+            seen, self._stamps = self._stamps, self._scan()
+            # A file tracked before changed if its stamp did since it was
+            # last looked at; a file new here, if it was edited since_ns.
+            new = {path: stamp for path, stamp in self._stamps.items() if path not in seen}
+            self._recent = _edited_since(new, since_ns) | {
+                path
+                for path, stamp in self._stamps.items()
+                if path in seen and seen[path] != stamp
+            }
         log.debug("tracking %d files (%d watch entries)", len(self._stamps), len(entries))
 
     def add(self, files: Iterable[str], *, since_ns: int | None = None) -> None:

@@ -337,11 +337,17 @@ def test_edit_during_load_is_reported(tmp_path: Path, tracker: Tracker) -> None:
     assert tracker.changed() == set()
 
 
-def test_track_drops_pending_changes(tmp_path: Path, tracker: Tracker) -> None:
+def test_track_again_reports_what_changed_since_the_last_look(
+    tmp_path: Path, tracker: Tracker
+) -> None:
+    # The middleware tracks again after a reload: an edit made while the
+    # modules were imported must not be lost.
     path = write(tmp_path / "a.py", "x = 1\n")
     sentinel = write(tmp_path / "sentinel.py")
     tracker.track([path, sentinel])
     write(tmp_path / "a.py", "x = 22\n")
+    tracker.track([path, sentinel])
+    assert reported_with(tracker, tmp_path / "sentinel.py") == {path, sentinel}
     tracker.track([path, sentinel])
     assert reported_with(tracker, tmp_path / "sentinel.py") == {sentinel}
 
