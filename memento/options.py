@@ -84,19 +84,30 @@ def as_show_tracebacks(value: object) -> bool | None:
 
 def as_watch(value: object) -> tuple[str, ...]:
     """Read ``watch`` entries as absolute paths; a path or glob base must exist."""
+    return as_paths(value, "watch")
+
+
+def as_paths(value: object, name: str) -> tuple[str, ...]:
+    """Read files, directories and glob patterns as absolute paths.
+
+    Relative entries are relative to the current directory. A file or a
+    pattern's fixed base directory must exist (``ValueError`` naming it); a
+    pattern that matches nothing yet is logged at WARNING.
+    """
     entries = []
-    for entry in as_list(value, "watch"):
+    for entry in as_list(value, name):
         path = os.path.abspath(os.path.expanduser(entry))
-        base = path if not glob.has_magic(path) else _glob_base(path)
+        base = glob_base(path) if glob.has_magic(path) else path
         if not os.path.exists(base):
-            raise ValueError(f"watch: no such file or directory {entry!r}")
+            raise ValueError(f"{name}: no such file or directory {entry!r}")
         if base != path and not glob.glob(path, recursive=True):
-            log.warning("watch: pattern %r matches no file yet", entry)
+            log.warning("%s: pattern %r matches no file yet", name, entry)
         entries.append(path)
     return tuple(entries)
 
 
-def _glob_base(pattern: str) -> str:
+def glob_base(pattern: str) -> str:
+    """The fixed directory a glob pattern starts from."""
     parts = []
     for part in pattern.split(os.sep):
         if glob.has_magic(part):

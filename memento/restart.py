@@ -26,7 +26,6 @@ command runs itself again, and no request is refused meanwhile:
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import socket
@@ -37,6 +36,7 @@ from collections.abc import Iterable, Mapping
 from typing import Callable, NoReturn
 
 from .modules import covers, is_protected, source_files
+from .options import as_paths
 from .tracking import Tracker, make_tracker
 
 __all__ = [
@@ -146,32 +146,9 @@ def reexec(argv: Iterable[str], sock: socket.socket) -> NoReturn:
 
 
 def as_restart_on(entries: Iterable[str]) -> tuple[str, ...]:
-    """Read ``--restart-on`` entries as absolute paths and glob patterns.
-
-    They follow the ``watch`` option's rules: relative entries are relative
-    to the current directory; a file or a pattern's fixed base directory
-    must exist (:exc:`ValueError` otherwise); a pattern that matches nothing
-    yet is logged at WARNING.
-    """
-    paths = []
-    for entry in entries:
-        path = os.path.abspath(os.path.expanduser(entry))
-        base = _glob_base(path) if glob.has_magic(path) else path
-        if not os.path.exists(base):
-            raise ValueError(f"--restart-on: no such file or directory {entry!r}")
-        if base != path and not glob.glob(path, recursive=True):
-            log.warning("--restart-on: pattern %r matches no file yet", entry)
-        paths.append(path)
-    return tuple(paths)
-
-
-def _glob_base(pattern: str) -> str:
-    parts = []
-    for part in pattern.split(os.sep):
-        if glob.has_magic(part):
-            break
-        parts.append(part)
-    return os.sep.join(parts) or os.sep
+    """Read ``--restart-on`` entries as absolute paths and glob patterns, by
+    the ``watch`` option's rules (:func:`memento.options.as_paths`)."""
+    return as_paths(list(entries), "--restart-on")
 
 
 def kept_files(names: Iterable[str], loaded: Mapping[str, object] | None = None) -> set[str]:

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import importlib
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable
 
@@ -52,27 +49,6 @@ def create_mutating(items):
     configured.items = items
     return configured
 """
-
-
-@pytest.fixture
-def make_package(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[[str, dict[str, str]], Path]]:
-    """Write a throwaway package into tmp_path; forget what it imported afterwards."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    before = set(sys.modules)
-
-    def make(name: str, files: dict[str, str]) -> Path:
-        for relpath, source in files.items():
-            path = tmp_path / name / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(source), encoding="utf-8")
-        importlib.invalidate_caches()
-        return tmp_path / name
-
-    yield make
-    for modname in set(sys.modules) - before:
-        del sys.modules[modname]
 
 
 @pytest.fixture
