@@ -270,18 +270,23 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         if in_process:
             lines += [
                 "Without a server: microseconds per direct WSGI call of `/`, the "
-                "fastest of 20 blocks of 500 calls, bare and through memento.",
+                "fastest of 20 blocks of 500 calls, bare and through memento; and "
+                "calls per second wrapped ÷ bare, from one thread and from 8 threads "
+                "at once (the bare call is a few µs, so these ratios magnify the "
+                "middleware's cost: compare the two columns, not the target).",
                 "",
-                "| middleware | bare µs | wrapped µs | overhead µs |",
-                "| --- | ---: | ---: | ---: |",
+                "| middleware | bare µs | wrapped µs | overhead µs | ÷ bare, 1 thread "
+                "| ÷ bare, 8 threads |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
             ]
             for name, record in in_process.items():
                 if "error" in record:
-                    lines.append(f"| {name} | error: {record['error'][:150]} | | |")
+                    lines.append(f"| {name} | error: {record['error'][:150]} | | | | |")
                     continue
                 lines.append(
                     f"| {name} | {record['bare_us']} | {record['wrapped_us']} | "
-                    f"{record['overhead_us']} |"
+                    f"{record['overhead_us']} | {_x(record.get('single_ratio'))} | "
+                    f"{_x(record.get('threads8_ratio'))} |"
                 )
             lines.append("")
     memory = results.get("memory")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import NamedTuple
 
@@ -30,7 +31,9 @@ START_TIMEOUT = 5.0
 STOP_TIMEOUT = 5.0
 
 _RUST_TIMEOUT_MS = 1000
-_MIN_STEP_MS = 10
+#: How long the watcher waits for more events before handing a batch over,
+#: in milliseconds; bursts are gathered by :meth:`WatchfilesTracker._wait_for_quiet`.
+_STEP_MS = 10
 
 
 class _Layout(NamedTuple):
@@ -103,8 +106,10 @@ class _StopSignal:
 class WatchfilesTracker(_StampTracker):
     """Find changes from file-system events, read by a ``memento-watcher`` thread.
 
-    Events are grouped until no new one comes for ``settle`` seconds (at
-    least 10 ms). :meth:`changed` stats only the paths events were seen for,
+    A lone changed file is handed over about 10 ms after its event; when
+    several changed, :meth:`changed` gathers events until none came for
+    ``settle`` seconds, so a burst is one set. :meth:`changed` stats only
+    the paths events were seen for,
     and nothing at all when there were none. After a fork (a preloading
     server), the child starts its own thread on its first :meth:`changed`
     and compares every stamp once. A watcher that fails (too many
@@ -168,15 +173,42 @@ class WatchfilesTracker(_StampTracker):
             with self._pending_lock:
                 self._pending.clear()
             return self._compare_all()
-        with self._pending_lock:
-            pending, self._pending = self._pending, set()
+        pending = self._take_pending()
         if not pending:
             return set()
+        if len(pending) > 1:
+            pending |= self._wait_for_quiet()
         if pending <= self._layout.exact:
             return self._compare(pending)
         # a directory or glob changed: what it covers has to be listed again;
         # a watched directory that was replaced needs watching anew
         return self._refresh(restart=not pending.isdisjoint(self._layout.dirs))
+
+    def _due(self) -> bool:
+        return bool(
+            self._pending
+            or (self._recheck and self._ready.is_set())
+            or self._failed
+            or self._pid != os.getpid()
+        ) and not self._closed
+
+    def _take_pending(self) -> set[str]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, set()
+        return pending
+
+    def _wait_for_quiet(self) -> set[str]:
+        """Several files changed: a burst may still be under way. Gather its
+        events until none came for ``settle`` seconds (at most SETTLE_LIMIT)."""
+        more: set[str] = set()
+        deadline = time.monotonic() + SETTLE_LIMIT
+        while self.settle and time.monotonic() + self.settle <= deadline:
+            time.sleep(self.settle)
+            latest = self._take_pending()
+            if not latest:
+                break
+            more |= latest
+        return more
 
     def _refresh(self, restart: bool = False) -> set[str]:
         self._relayout(restart)
@@ -236,7 +268,7 @@ class WatchfilesTracker(_StampTracker):
             for changes in watchfiles.watch(
                 *names,
                 watch_filter=counts,
-                step=max(_MIN_STEP_MS, round(self.settle * 1000)),
+                step=_STEP_MS,
                 debounce=round(SETTLE_LIMIT * 1000),
                 stop_event=_StopSignal(stop, ready),
                 rust_timeout=_RUST_TIMEOUT_MS,

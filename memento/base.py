@@ -215,6 +215,16 @@ class ReloadingMiddleware:
             self._tracker = None
 
     def _wants_load(self) -> bool:
+        tracker = self._tracker
+        if (
+            tracker is not None
+            and not tracker.due()
+            and self._app is not None
+            and not (self._pending or self._requested)
+            and len(sys.modules) == self._modules_seen
+            and self.options.reload_on != "request"
+        ):
+            return False  # the common case, without taking a lock
         # One thread looks at a time, and the others wait for its answer: a
         # request that comes while a change is being looked at is served
         # after the reload, never before it.
@@ -251,14 +261,12 @@ class ReloadingMiddleware:
         )
 
     def _load(self) -> None:
-        # Edits made from now on are either imported by this reload or
-        # reported after it: the stamps taken afterwards look back to here.
+        # Edits made from now on (while open responses drain, while modules
+        # import) are either imported by this reload or reported after it:
+        # tracking again compares with the stamps last looked at.
         since = time.time_ns()
         with self._gate.exclusive(self.options.drain_timeout):
-            tracker = self._tracker
-            late = tracker.changed() if tracker is not None and self._app is not None else ()
             with self._state:
-                self._pending.update(late)
                 if self._app is not None and not (self._on and self._due()):
                     return
                 # Changes a failed reload restored the old modules over are

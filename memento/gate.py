@@ -22,7 +22,7 @@ class RequestGate:
     responses, and holds new requests until it is done."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._open = 0
         self._reloading = False
         self._by_thread: dict[int, int] = {}
@@ -50,7 +50,8 @@ class RequestGate:
             left = self._by_thread.pop(token) - 1
             if left:
                 self._by_thread[token] = left
-            self._cond.notify_all()
+            if self._reloading:
+                self._cond.notify_all()
 
     @contextmanager
     def exclusive(self, drain_timeout: float) -> Iterator[None]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
-import weakref
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any
 
 from .base import ReloadingMiddleware
-from .modules import Generation, covers, is_protected
+from .modules import Generation, covers, is_protected, module_file
 
 
 class Mori(ReloadingMiddleware):
@@ -22,7 +22,7 @@ class Mori(ReloadingMiddleware):
 
     def __init__(self, app: str, *, turn_on: bool = True, **options: Any) -> None:
         self.previous_modules = frozenset(sys.modules)
-        self._protected: dict[str, tuple[Callable[[], object], bool]] = {}
+        self._protected: dict[tuple[str, str | None], bool] = {}
         super().__init__(app, turn_on=turn_on, **options)
 
     @property
@@ -51,12 +51,12 @@ class Mori(ReloadingMiddleware):
 
     def _is_protected(self, name: str, module: object) -> bool:
         # Installed packages stay the same objects across reloads: remember them.
-        cached = self._protected.get(name)
-        if cached is not None and cached[0]() is module:
-            return cached[1]
-        protected = is_protected(name, module)
-        try:
-            self._protected[name] = (weakref.ref(module), protected)
-        except TypeError:  # not a module: cannot be referenced weakly
-            pass
+        # Keyed by name and file: a module imported again from the same file
+        # is judged the same, without resolving its path again.
+        if not isinstance(module, ModuleType):
+            return True
+        key = (name, module_file(module))
+        protected = self._protected.get(key)
+        if protected is None:
+            protected = self._protected[key] = is_protected(name, module)
         return protected

@@ -147,6 +147,13 @@ class Tracker(Protocol):
         """
         ...
 
+    def due(self) -> bool:
+        """Whether :meth:`changed` may have something to report now.
+
+        Cheap and lock-free: ``False`` lets a request skip the look.
+        """
+        ...
+
     def changed(self) -> set[str]:
         """Return and consume the paths changed since the last look."""
         ...
@@ -318,6 +325,13 @@ class _StampTracker:
     def _added(self, files: frozenset[str]) -> None:
         """Follow newly added files; the lock is held."""
 
+    def due(self) -> bool:
+        """Whether :meth:`changed` may have something to report now."""
+        return bool(self._recent) or self._due()
+
+    def _due(self) -> bool:
+        return True
+
     def changed(self) -> set[str]:
         """Return and consume the paths changed since the last look.
 
@@ -383,6 +397,9 @@ class PollingTracker(_StampTracker):
 
     def _retarget(self) -> None:
         self._scanned = time.monotonic()
+
+    def _due(self) -> bool:
+        return not self.interval or time.monotonic() - self._scanned >= self.interval
 
     def _detect(self) -> set[str]:
         if self.interval and time.monotonic() - self._scanned < self.interval:
