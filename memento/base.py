@@ -220,7 +220,7 @@ class ReloadingMiddleware:
             tracker is not None
             and not tracker.due()
             and self._app is not None
-            and not (self._pending or self._requested)
+            and not (self._pending or self._requested or self._looking.locked())
             and len(sys.modules) == self._modules_seen
             and self.options.reload_on != "request"
         ):
