@@ -33,7 +33,7 @@ STOP_TIMEOUT = 5.0
 _RUST_TIMEOUT_MS = 1000
 #: How long the watcher waits for more events before handing a batch over,
 #: in milliseconds; bursts are gathered by :meth:`WatchfilesTracker._wait_for_quiet`.
-_STEP_MS = 10
+_STEP_MS = 20
 
 
 class _Layout(NamedTuple):
@@ -106,7 +106,7 @@ class _StopSignal:
 class WatchfilesTracker(_StampTracker):
     """Find changes from file-system events, read by a ``memento-watcher`` thread.
 
-    A lone changed file is handed over about 10 ms after its event; when
+    A lone changed file is handed over about 20 ms after its event; when
     several changed, :meth:`changed` gathers events until none came for
     ``settle`` seconds, so a burst is one set. :meth:`changed` stats only
     the paths events were seen for,
