@@ -516,8 +516,10 @@ def _missing_module_files(error: BaseException | None) -> set[str]:
     if parent:
         folders = list(getattr(sys.modules.get(parent), "__path__", None) or ())
     else:
-        folders = [os.path.abspath(entry) for entry in sys.path if isinstance(entry, str)]
-        folders = [path for path in folders if os.path.isdir(path) and not _is_library(path)]
+        entries = [os.path.abspath(entry) for entry in sys.path if isinstance(entry, str)]
+        folders = [
+            path for path in entries if os.path.isdir(path) and not modules.is_library_file(path)
+        ]
     return {
         path
         for folder in folders
@@ -539,15 +541,9 @@ def _error_files(error: BaseException | None) -> set[str]:
     while tb is not None:
         files.add(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
-    return {path for path in files if os.path.isabs(path) and not _is_library(path)}
+    return {path for path in files if os.path.isabs(path) and not modules.is_library_file(path)}
 
 
-def _is_library(path: str) -> bool:
-    real = os.path.realpath(path)
-    return real.startswith(modules.installed_prefixes()) or real.startswith(_OWN_DIR)
-
-
-_OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
 
 def _describe(paths: Iterable[str]) -> str:

@@ -48,6 +48,16 @@ def installed_prefixes() -> tuple[str, ...]:
     return tuple(os.path.join(os.path.realpath(path), "") for path in paths | stdlib)
 
 
+_OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
+
+
+def is_library_file(path: str) -> bool:
+    """Whether a path lies in the standard library, an installed distribution
+    or memento itself: code that is never the user's to reload."""
+    real = os.path.realpath(path)
+    return real.startswith(installed_prefixes()) or real.startswith(_OWN_DIR)
+
+
 def module_file(module: object) -> str | None:
     """The source (or extension) file a module was loaded from, if any."""
     spec = getattr(module, "__spec__", None)
@@ -77,7 +87,7 @@ def is_protected(modname: str, module: object) -> bool:
         return not _is_namespace(module)
     if filename.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
         return True
-    return os.path.realpath(filename).startswith(installed_prefixes())
+    return is_library_file(filename)
 
 
 def _is_namespace(module: ModuleType) -> bool:
@@ -85,8 +95,7 @@ def _is_namespace(module: ModuleType) -> bool:
     locations = getattr(spec, "submodule_search_locations", None)
     if spec is None or locations is None or spec.origin not in (None, "namespace"):
         return False
-    real = [os.path.realpath(path) for path in locations]
-    return bool(real) and not any(path.startswith(installed_prefixes()) for path in real)
+    return bool(locations) and not any(is_library_file(path) for path in locations)
 
 
 def source_files(modules: Mapping[str, object]) -> set[str]:

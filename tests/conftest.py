@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-import importlib
 import socket
 import sys
-import textwrap
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +9,7 @@ from typing import Any, Callable
 
 import pytest
 import webtest.http
-from helpers import wait_until
+from helpers import wait_until, write_package
 
 from memento.modules import is_protected
 
@@ -23,12 +21,7 @@ def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ca
     before = set(sys.modules)
 
     def make(name: str, files: dict[str, str]) -> Path:
-        for relpath, source in files.items():
-            path = tmp_path / name / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(source), encoding="utf-8")
-        importlib.invalidate_caches()
-        return tmp_path / name
+        return write_package(tmp_path, name, files)
 
     yield make
     # Installed packages a test imported first stay: importing them twice

@@ -91,3 +91,21 @@ def fetch(url: str, timeout: float = 5) -> str:
 
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read().decode()
+
+
+def write_package(root: Path, name: str, files: Mapping[str, str]) -> Path:
+    """Write a package's files (sources dedented) under ``root``; returns its folder."""
+    import importlib
+
+    for relpath, source in files.items():
+        path = root / name / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source), encoding="utf-8")
+    importlib.invalidate_caches()
+    return root / name
+
+
+def write_shop_project(root: Path) -> Path:
+    """A project folder holding a ``shop`` package whose app answers ``v1``."""
+    write_package(root, "shop", {"__init__.py": "", "wsgi.py": APP % "v1"})
+    return root

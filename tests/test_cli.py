@@ -12,18 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import APP, clean_env, edit, run_cli, wait_until
+from helpers import APP, clean_env, edit, run_cli, wait_until, write_shop_project
 
 import memento
 
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Path:
-    pkg = tmp_path / "shop"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "wsgi.py").write_text(APP % "v1")
-    return tmp_path
+    return write_shop_project(tmp_path)
 
 
 class Served:

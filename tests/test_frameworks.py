@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from helpers import edit, wait_until
+from helpers import edit, wait_until, write_package
 from webtest import TestApp
 
 import memento
@@ -84,12 +84,7 @@ def make_app(app_dir: Path) -> Callable[[str, dict[str, str]], Path]:
     """Write a package into ``app_dir``, like ``make_package``."""
 
     def make(name: str, files: dict[str, str]) -> Path:
-        for relpath, source in files.items():
-            path = app_dir / name / relpath
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(textwrap.dedent(source), encoding="utf-8")
-        importlib.invalidate_caches()
-        return app_dir / name
+        return write_package(app_dir, name, files)
 
     return make
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Callable
 
 import pytest
-from helpers import clean_env, edit, run_cli, wait_until
+from helpers import clean_env, edit, run_cli, wait_until, write_package
 
 from memento.restart import (
     LISTEN_FD,
@@ -277,10 +277,7 @@ def _collect(stream: IO[str], lines: list[str]) -> None:
 
 @pytest.fixture
 def shop(tmp_path: Path) -> Path:
-    pkg = tmp_path / "shop"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "wsgi.py").write_text(APP % "v1")
+    write_package(tmp_path, "shop", {"__init__.py": "", "wsgi.py": APP % "v1"})
     return tmp_path
 
 
