@@ -36,7 +36,7 @@ class Assassin(ReloadingMiddleware):
         self.exceptions = tuple(as_list(exceptions, "exceptions"))
         super().__init__(app, turn_on=turn_on, **options)
 
-    def _forgettable(self) -> Generation:
+    def _candidates(self) -> Generation:
         return {
             name: module
             for name, module in list(sys.modules.items())

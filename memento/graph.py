@@ -63,13 +63,18 @@ Source = tuple[str, Union[str, None]]
 
 
 def to_forget(
-    generation: Mapping[str, ModuleType], changed: Iterable[str], app_module: str
+    generation: Mapping[str, ModuleType],
+    changed: Iterable[str],
+    app_module: str,
+    roots: Iterable[str] = (),
 ) -> set[str] | None:
     """The names of the owned modules a reload must forget, or ``None`` for all of them.
 
     ``generation`` maps the names of the modules the middleware owns to the
     module objects, ``changed`` holds the absolute paths of the changed files
-    and ``app_module`` names the module of the resolver statement.
+    and ``app_module`` names the module of the resolver statement; ``roots``
+    name owned modules the framework imports by name, forgotten with it
+    (Django's ``ROOT_URLCONF``).
 
     Forgotten are: each module whose source file changed, the application's
     module, and then, until nothing is added, every owned module that imports
@@ -87,7 +92,8 @@ def to_forget(
     ``P`` when ``P.name`` is not an owned module); relative imports are read
     against the module's ``__package__``. Besides, A imports B when A's
     globals hold B or a function or class whose ``__module__`` is B (a name
-    re-exported from elsewhere).
+    re-exported from elsewhere), and when A is a Django URLconf that names B
+    in ``include("B")``.
 
     ``None`` when it cannot tell for sure:
 
@@ -130,7 +136,8 @@ def to_forget(
     if scans is None:
         return None
     importers = _importers(generation, scans)
-    names = _close(seeds | {app_module}, importers, _children(generation))
+    seeds |= {app_module, *(name for name in roots if name in generation)}
+    names = _close(seeds, importers, _children(generation))
     if _unsure(names, generation, scans):
         return None
     return names
@@ -284,12 +291,17 @@ class _Scanner(ast.NodeVisitor):
 
     def visit_Import(self, node: ast.Import) -> None:
         for alias in node.names:
-            parts = alias.name.split(".")
-            self.requires.extend((".".join(parts[:n]),) for n in range(1, len(parts) + 1))
+            self._require_all(alias.name)
             if alias.asname:
                 self._bind(alias.asname, (alias.name, None))
             else:
-                self._bind(parts[0], (parts[0], None))
+                top = alias.name.partition(".")[0]
+                self._bind(top, (top, None))
+
+    def _require_all(self, name: str) -> None:
+        """``import a.b.c`` imports ``a``, ``a.b`` and ``a.b.c``."""
+        parts = name.split(".")
+        self.requires.extend((".".join(parts[:n]),) for n in range(1, len(parts) + 1))
 
     def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
         base = self._absolute(node.level, node.module)
@@ -352,6 +364,9 @@ class _Scanner(ast.NodeVisitor):
         self.generic_visit(node)
 
     def visit_Call(self, node: ast.Call) -> None:
+        included = _included(node)
+        if included is not None:
+            self._require_all(included)
         if _is_dynamic(node.func):
             self.dynamic = True
             self.dynamic_on_import = self.dynamic_on_import or self.on_import
@@ -393,6 +408,21 @@ def _chain(node: ast.expr) -> Chain | None:
             break
         attrs.append(link.attr)
     return node.id, tuple(attrs)
+
+
+def _included(node: ast.Call) -> str | None:
+    """The module a Django URLconf names in ``include("app.urls")`` or
+    ``include(("app.urls", "app"))``."""
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+    if name != "include" or not node.args:
+        return None
+    target = node.args[0]
+    if isinstance(target, ast.Tuple) and target.elts:
+        target = target.elts[0]
+    if isinstance(target, ast.Constant) and isinstance(target.value, str):
+        return target.value
+    return None
 
 
 def _is_dynamic(func: ast.expr) -> bool:

@@ -39,7 +39,7 @@ class Mori(ReloadingMiddleware):
         self.previous_modules = frozenset(sys.modules) - set(self._forgettable())
         super().turn_on()
 
-    def _forgettable(self) -> Generation:
+    def _candidates(self) -> Generation:
         keep = self.options.keep
         return {
             name: module  # type: ignore[misc]

@@ -136,14 +136,52 @@ def test_flask_template_edit_is_served_when_watched(copy_example, wrap):
     app.get("/").mustcontain("<li>apple costs 3</li>")
 
 
-def test_flask_template_edit_is_not_seen_without_watch(copy_example):
-    # Jinja caches compiled templates in the application's environment and
-    # only looks at their files again with TEMPLATES_AUTO_RELOAD (debug mode).
+def test_flask_template_edit_is_served_without_watch_and_without_reimport(copy_example):
+    # The template folder is found from the application: Jinja's cache is
+    # emptied, nothing is forgotten and the application object stays.
     pkg = copy_example("flask_app")
-    app = TestApp(memento.Mori("flask_app:create_app()", interval=0, events=False), lint=True)
+    mori = memento.Mori("flask_app:create_app()", interval=0, events=False)
+    app = TestApp(mori, lint=True)
     app.get("/").mustcontain("<li>apple: 3</li>")
+    served = mori.resolve()
     replace_in(pkg / "templates" / "index.html", ": {{", " costs {{")
-    app.get("/").mustcontain("<li>apple: 3</li>")
+    app.get("/").mustcontain("<li>apple costs 3</li>")
+    assert mori.stats.last is not None and mori.stats.last.forgotten == ()
+    assert mori.resolve() is served
+
+
+def test_flask_blueprint_template_folder_is_watched(make_app):
+    pkg = make_app(
+        "shop",
+        {
+            "__init__.py": "",
+            "pages/__init__.py": """\
+                import flask
+
+                bp = flask.Blueprint("pages", __name__, template_folder="templates")
+
+                @bp.route("/")
+                def index():
+                    return flask.render_template("page.html")
+            """,
+            "pages/templates/page.html": "<p>v1</p>",
+            "wsgi.py": """\
+                import flask
+                from shop.pages import bp
+
+                app = flask.Flask(__name__)
+                app.register_blueprint(bp)
+            """,
+        },
+    )
+    mori = memento.Mori("shop.wsgi:app", interval=0, events=False)
+    app = TestApp(mori, lint=True)
+    assert app.get("/").text == "<p>v1</p>"
+    edit(pkg / "pages" / "templates" / "page.html", "<p>v2</p>")
+    assert app.get("/").text == "<p>v2</p>"
+    edit(pkg / "pages" / "__init__.py", (pkg / "pages" / "__init__.py").read_text() + "\n")
+    assert app.get("/").text == "<p>v2</p>"
+    assert mori.stats.last is not None and "shop.pages" in mori.stats.last.forgotten
 
 
 def test_flask_template_edit_is_seen_by_the_watcher(copy_example):
