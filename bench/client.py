@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from genapp import marker_value, read_marker, write_marker
@@ -55,16 +56,16 @@ def summarize(samples: list[float]) -> dict[str, float | None]:
     }
 
 
-def current_marker(port: int, deadline: float = 30.0) -> str:
-    """The marker ``/`` shows now, asking until the deadline."""
+def current_marker(port: int, deadline: float = 30.0, path: str = "/") -> str:
+    """The marker ``path`` shows now, asking until the deadline."""
     end = time.monotonic() + deadline
     while time.monotonic() < end:
-        status, body = request(port, "/", POLL_TIMEOUT)
+        status, body = request(port, path, POLL_TIMEOUT)
         marker = read_marker(body) if status == 200 else None
         if marker is not None:
             return marker
         time.sleep(0.05)
-    raise TimeoutError(f"no marker on / after {deadline:g} s")
+    raise TimeoutError(f"no marker on {path} after {deadline:g} s")
 
 
 def measure_edits(
@@ -75,6 +76,8 @@ def measure_edits(
     *,
     rng: random.Random | None = None,
     gap: tuple[float, float] = (0.15, 0.45),
+    path: str = "/",
+    write: Callable[[Path, str], None] = write_marker,
 ) -> dict:
     """Edit the marker ``edits`` times; time each edit until ``/`` shows it.
 
@@ -86,19 +89,20 @@ def measure_edits(
     edit ``/`` is asked every :data:`POLL` seconds: ``stale`` answers show
     the previous marker, ``wrong`` ones another text, ``refused``,
     ``timeout`` and ``failed`` count the requests that got no answer, and
-    ``errors`` the answers other than 200.
+    ``errors`` the answers other than 200. ``path``: the page asked;
+    ``write(marker_path, value)``: how an edit is made.
     """
     rng = rng or random.Random(0)
     counts: Counter[str] = Counter()
     samples: list[float] = []
     timeouts = 0
-    previous = current_marker(port)
+    previous = current_marker(port, path=path)
     for _ in range(edits):
-        _quiet_gap(port, previous, rng.uniform(*gap), counts)
+        _quiet_gap(port, previous, rng.uniform(*gap), counts, path)
         value = marker_value(sequence.next())
-        write_marker(marker_path, value)
+        write(marker_path, value)
         written = time.perf_counter()
-        elapsed = _wait_fresh(port, value, previous, written, counts)
+        elapsed = _wait_fresh(port, value, previous, written, counts, path)
         if elapsed is None:
             timeouts += 1
         else:
@@ -120,12 +124,12 @@ def measure_edits(
 
 
 def _wait_fresh(
-    port: int, value: str, previous: str, written: float, counts: Counter[str]
+    port: int, value: str, previous: str, written: float, counts: Counter[str], path: str = "/"
 ) -> float | None:
     deadline = written + EDIT_DEADLINE
     while True:
         asked = time.perf_counter()
-        status, body = request(port, "/", POLL_TIMEOUT)
+        status, body = request(port, path, POLL_TIMEOUT)
         answered = time.perf_counter()
         counts["requests"] += 1
         if isinstance(status, str):
@@ -142,10 +146,12 @@ def _wait_fresh(
         time.sleep(max(0.0, asked + POLL - time.perf_counter()))
 
 
-def _quiet_gap(port: int, value: str, seconds: float, counts: Counter[str]) -> None:
+def _quiet_gap(
+    port: int, value: str, seconds: float, counts: Counter[str], path: str = "/"
+) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
-        status, body = request(port, "/", POLL_TIMEOUT)
+        status, body = request(port, path, POLL_TIMEOUT)
         counts["requests"] += 1
         if isinstance(status, str):
             counts[status] += 1

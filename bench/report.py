@@ -40,7 +40,7 @@ def contenders(entry: dict) -> dict[str, dict]:
 
 def compute_ratios(results: dict) -> dict:
     """memento ÷ LIMIT, ÷ each peer and ÷ the fastest peer; wrapped ÷ bare."""
-    ratios: dict = {"latency": {}, "idle": {}}
+    ratios: dict = {"latency": {}, "idle": {}, "django": django_ratios(results)}
     for key, entry in results.get("latency", {}).items():
         runs = contenders(entry)
         limit = _median(runs.get("LIMIT"))
@@ -131,6 +131,7 @@ def check_targets(results: dict, ratios: dict) -> list[dict]:
         True,
     )
     add("0 stale answers once fresh (memento)", "latency runs", wrong, 0, True)
+    rows += django_targets(results, ratios)
     for name, record in results.get("memory", {}).items():
         if name.endswith(" none"):  # the baseline without memento
             continue
@@ -243,6 +244,7 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
             ]
             lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
         lines.append("")
+    lines += django_markdown(results, ratios)
     idle = results.get("idle")
     if idle:
         lines += [
@@ -372,6 +374,103 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         for name, text in errors.items():
             lines += [f"### {name}", "", "```", text.strip()[-1500:], "```", ""]
     return "\n".join(lines) + "\n"
+
+
+# -- Django ------------------------------------------------------------------------
+
+#: The runserver contenders memento is compared with, and the bounds per edit.
+DJANGO_PEERS = ("runserver", "runserver+watchfiles")
+DJANGO_BOUNDS = {"view": 0.1, "template": 0.05}
+
+
+def django_ratios(results: dict) -> dict:
+    """Per edit kind: each memento contender's median ÷ each runserver's."""
+    ratios: dict = {}
+    for edit, runs in results.get("django", {}).get("edits", {}).items():
+        peers = {name: _median(runs.get(name)) for name in DJANGO_PEERS}
+        ratios[edit] = {
+            name: {f"vs_{peer}": _ratio(_median(record), value) for peer, value in peers.items()}
+            for name, record in runs.items()
+            if name.startswith("memento")
+        }
+    return ratios
+
+
+def django_targets(results: dict, ratios: dict) -> list[dict]:
+    rows = []
+    for edit, table in ratios.get("django", {}).items():
+        bound = DJANGO_BOUNDS.get(edit)
+        for name, vs in table.items():
+            for peer in DJANGO_PEERS:
+                value = vs.get(f"vs_{peer}")
+                rows.append({
+                    "target": f"Django {edit} edit → fresh ≤ {bound} × runserver",
+                    "where": f"{name} vs {peer}",
+                    "value": value,
+                    "bound": bound,
+                    "ok": None if value is None or bound is None else value <= bound,
+                })  # fmt: skip
+    for edit, runs in results.get("django", {}).get("edits", {}).items():
+        for name, record in runs.items():
+            if name.startswith("memento") and "error" not in record:
+                bad = failures(record)
+                rows.append({
+                    "target": "Django: 0 refused or failed requests (memento)",
+                    "where": f"{name}, {edit} edits",
+                    "value": bad,
+                    "bound": 0,
+                    "ok": bad == 0,
+                })  # fmt: skip
+    return rows
+
+
+def django_markdown(results: dict, ratios: dict) -> list[str]:
+    django = results.get("django")
+    if not django:
+        return []
+    lines = [
+        "## Django: edit → fresh (ms)",
+        "",
+        f"The polls project ({django.get('project')}), each contender serving its own "
+        "copy. *view*: `polls/views.py` rewritten, `/polls/marker/` asked; *template*: "
+        "`polls/templates/polls/page.html` rewritten, `/polls/page/` asked. ×runserver: "
+        "memento's median over runserver's (StatReloader) and over runserver with "
+        "django-watchfiles. *refused*: connections refused while the edit was "
+        "waited for; *bad*: refused + failed + non-200 + timed-out edits; *fgt*: "
+        "modules memento forgot per reload (median).",
+        "",
+    ]
+    for edit, runs in django.get("edits", {}).items():
+        table = ratios.get("django", {}).get(edit, {})
+        lines += [
+            f"### {edit} edit",
+            "",
+            "| contender | median | min | max | ×runserver | ×runserver+watchfiles | refused "
+            "| bad | stale | fgt | reloader | start s |",
+            "| --- " + "| ---: " * 9 + "| --- | ---: |",
+        ]
+        for name, record in runs.items():
+            if "error" in record:
+                lines.append(f"| {name} | error: {record['error'][:150]!s} |" + " |" * 10)
+                continue
+            vs = table.get(name, {})
+            cells = [
+                name,
+                _fmt(record.get("median_ms")),
+                _fmt(record.get("min_ms")),
+                _fmt(record.get("max_ms")),
+                _x(vs.get("vs_runserver")),
+                _x(vs.get("vs_runserver+watchfiles")),
+                record.get("refused", 0),
+                failures(record),
+                record.get("stale", 0),
+                _fmt(record.get("forgotten_median"), 0),
+                record.get("reloader") or ("memento" if name.startswith("memento") else "–"),
+                _fmt(record.get("startup_s"), 2),
+            ]
+            lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+        lines.append("")
+    return lines
 
 
 def headline(targets: list[dict]) -> list[str]:

@@ -9,7 +9,8 @@
 Parts: ``latency`` (edit→fresh against LIMIT and the restarting peers),
 ``idle`` (throughput with and without memento), ``memory`` (RSS growth over
 reloads), ``cpu`` (idle CPU of a 10,000-file tracker), ``profile`` (cProfile
-of one reload). See bench/README.md for what each figure means.
+of one reload), ``django`` (view and template edits of the polls project
+against ``manage.py runserver``). See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -36,14 +37,24 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path[:0] = [str(HERE)] if str(HERE) not in sys.path else []
 
+import djangoapp  # noqa: E402
 from client import Sequence, load, measure_edits, summarize  # noqa: E402
-from genapp import AppInfo, generate, make_tree  # noqa: E402
+from genapp import AppInfo, generate, make_tree, marker_value  # noqa: E402
 from report import write_reports  # noqa: E402
-from servers import Contender, Server, cpu_ticks, request, serving  # noqa: E402
+from servers import (  # noqa: E402
+    Contender,
+    Server,
+    cpu_ticks,
+    free_port,
+    request,
+    server_env,
+    serving,
+)
 
-PARTS = ("latency", "idle", "memory", "cpu", "profile")
-PEERS = ("flask", "hupper", "werkzeug", "gunicorn", "waitress", "webtest", "matplotlib")
-VERSIONED = ("memento", "waitress", "watchfiles", *PEERS[:4])
+PARTS = ("latency", "idle", "memory", "cpu", "profile", "django")
+PEERS = ("flask", "hupper", "werkzeug", "gunicorn", "waitress", "webtest", "matplotlib", "Django",
+         "django-watchfiles")  # fmt: skip
+VERSIONED = ("memento", "waitress", "watchfiles", *PEERS[:4], "Django", "django-watchfiles")
 RELOADED = re.compile(r"reloaded (\d+) modules in ([\d.]+) ms")
 
 
@@ -528,6 +539,70 @@ def part_profile(config: Config, results: dict, save: Callable[[], None]) -> Non
             save()
 
 
+def part_django(config: Config, results: dict, save: Callable[[], None]) -> None:
+    """Save → fresh answer of a view edit and a template edit of the polls
+    project, memento against ``manage.py runserver``; see djangoapp.py."""
+    section = results["django"] = {"project": "examples/django_project", "edits": {}}
+    for contender in djangoapp.CONTENDERS:
+        if not selected(config, contender.name):
+            continue
+        log(f"django: {contender.name}")
+        records = guarded(lambda c=contender: run_django(config, c))
+        for edit in djangoapp.EDITS:
+            record = records.get(edit, records)
+            section["edits"].setdefault(edit, {})[contender.name] = record
+            log(f"  {edit} edit:")
+            _say(record)
+        save()
+
+
+def run_django(config: Config, contender: djangoapp.DjangoContender) -> dict:
+    """Serve one Django contender; measure each kind of edit on the same server."""
+    slug = _slug(contender.name)
+    value = marker_value(config.reserve(1))
+    project = djangoapp.make_project(config.work / "django" / slug, contender, value)
+    log_path = config.logs / f"django-{slug}.log"
+    env = server_env(config.pythonpath if contender.is_memento else None)
+    port = free_port()
+    records: dict = {}
+    with Server(contender.command(port), str(project), port, log_path, env) as server:
+        startup = server.wait_ready(90, path=djangoapp.EDITS["view"])
+        for edit, path in djangoapp.EDITS.items():
+            before = len(_read(log_path))
+            marker_path, write = djangoapp.writer(project, edit)
+            record = measure_edits(
+                server.port,
+                marker_path,
+                config.edits,
+                config.sequence,
+                rng=config.rng,
+                gap=contender.gap,
+                path=path,
+                write=write,
+            )
+            record["startup_s"] = round(startup, 3)
+            record.update(_reload_summary(_read(log_path)[before:]))
+            records[edit] = record
+    reloader = djangoapp.reloader_line(_read(log_path))
+    for record in records.values():
+        record["reloader"] = reloader
+    return records
+
+
+def _read(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def _reload_summary(text: str) -> dict:
+    found = RELOADED.findall(text)
+    if not found:
+        return {}
+    return {
+        "forgotten_median": statistics.median(int(n) for n, _ in found),
+        "server_reload_median_ms": statistics.median(float(ms) for _, ms in found),
+    }
+
+
 def guarded(run: Callable[[], dict]) -> dict:
     """Run one measurement; a failure becomes ``{"error": ...}``, the rest goes on."""
     try:
@@ -648,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": part_memory,
         "cpu": part_cpu,
         "profile": part_profile,
+        "django": part_django,
     }
     for name in config.parts:
         part_started = time.perf_counter()
