@@ -136,10 +136,15 @@ class ReloadingMiddleware:
         self._after.append(fn)
         return fn
 
-    def resolve(self) -> WSGIApp:
-        """The application now served, importing it first if needed."""
+    def resolve(self, *, since_ns: int | None = None) -> WSGIApp:
+        """The application now served, importing it first if needed.
+
+        ``since_ns`` (a :func:`time.time_ns` value): importing it now, files
+        modified since then count as changed (a restarted process passes
+        the time the previous one last looked).
+        """
         if self._app is None and self._failure is None:
-            self._load()
+            self._load(since_ns)
         if self._app is None and self._failure is not None:
             self._raise_failure(self._failure)
         assert self._app is not None
@@ -260,11 +265,11 @@ class ReloadingMiddleware:
             or self.options.reload_on == "request"
         )
 
-    def _load(self) -> None:
+    def _load(self, since_ns: int | None = None) -> None:
         # Edits made from now on (while open responses drain, while modules
         # import) are either imported by this reload or reported after it:
         # tracking again compares with the stamps last looked at.
-        since = time.time_ns()
+        since = time.time_ns() if since_ns is None else since_ns
         with self._gate.exclusive(self.options.drain_timeout):
             with self._state:
                 if self._app is not None and not (self._on and self._due()):

@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         patterns = restart.as_restart_on(args.restart_on)
         inherited = restart.inherited_socket()
-        app = make_app(args)
+        handoff = restart.inherited_handoff()
+        app = make_app(args, restart.restart_modules(patterns))
     except ValueError as exc:
         parser.error(str(exc))
     server_class = choose_server(args.server, parser)
@@ -100,9 +101,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if inherited is None:
             inherited = restart.listening_socket(args.host, args.port)
         with inherited as sock:
-            if serve(app, sock, server_class, args, patterns):
+            watcher = serve(app, sock, server_class, args, patterns, handoff)
+            if watcher is not None:
                 app.close()
-                return run_again(arguments, sock)
+                return run_again(arguments, sock, watcher.hand_off())
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -119,29 +121,34 @@ def serve(
     server_class: type[Server],
     args: argparse.Namespace,
     patterns: tuple[str, ...],
-) -> tuple[str, ...]:
+    handoff: restart.Handoff | None = None,
+) -> restart.RestartWatcher | None:
     """Serve on ``sock`` until Ctrl-C (``KeyboardInterrupt``) or a change that needs a restart.
 
-    Returns the changed paths that call for a restart, or ``()``. When
-    anything is watched for restarts, the application is loaded before the
-    first connection is accepted: the watcher needs its modules, and a
+    Returns the watcher that saw a change calling for a restart, or ``None``.
+    When anything is watched for restarts, the application is loaded before
+    the first connection is accepted: the watcher needs its modules, and a
     restarted process answers the connections waiting in the backlog sooner.
+    ``handoff``: what the previous process saw, when this one restarted;
+    what was edited since is reloaded, or restarted again.
     """
     kept = kept_names(app, args)
     watching = bool(kept or patterns)
     started_ns = time.time_ns()
     if watching:
-        load(app)
+        load(app, None if handoff is None else handoff.since_ns())
     server = server_class(app, sock, args.threads, app.options.drain_timeout)
-    _say_serving(app, *server.address, server.name)
     if not watching:
+        _say_serving(app, *server.address, server.name)
         server.serve()
-        return ()
+        return None
     with restart.RestartWatcher(server.stop, patterns, kept, interval=args.interval) as watcher:
         app.after_reload(lambda info: watcher.rescan())
-        watcher.start(since_ns=started_ns)
+        watcher.start(since_ns=started_ns, handoff=handoff)
+        # announced once everything is up: a Ctrl-C from now on ends the server
+        _say_serving(app, *server.address, server.name)
         server.serve()
-    return watcher.changed
+    return watcher if watcher.changed else None
 
 
 def kept_names(app: ReloadingMiddleware, args: argparse.Namespace) -> tuple[str, ...]:
@@ -151,25 +158,32 @@ def kept_names(app: ReloadingMiddleware, args: argparse.Namespace) -> tuple[str,
     return tuple(args.exceptions if args.assassin else args.keep)
 
 
-def run_again(arguments: Sequence[str], sock: socket.socket) -> int:
+def run_again(arguments: Sequence[str], sock: socket.socket, handoff: restart.Handoff) -> int:
     """Run the command again on ``sock``; returns only when that fails (exit status 1)."""
     try:
-        restart.reexec(arguments, sock)
+        restart.reexec(arguments, sock, handoff)
     except OSError as exc:
         print(f"memento: cannot restart {sys.executable!r}: {exc}", file=sys.stderr)
     return 1
 
 
-def load(app: ReloadingMiddleware) -> None:
-    """Import the application now; a failure is logged and shown by the error page."""
+def load(app: ReloadingMiddleware, since_ns: int | None = None) -> None:
+    """Import the application now; a failure is logged and shown by the error page.
+
+    Files modified since ``since_ns`` are reloaded on the first request.
+    """
     try:
-        app.resolve()
+        app.resolve(since_ns=since_ns)
     except Exception:
         pass
 
 
-def make_app(args: argparse.Namespace) -> ReloadingMiddleware:
-    """The middleware the arguments describe; ``ValueError`` for bad values."""
+def make_app(args: argparse.Namespace, restarted: Sequence[str] = ()) -> ReloadingMiddleware:
+    """The middleware the arguments describe; ``ValueError`` for bad values.
+
+    ``restarted``: module names never reloaded in process, since their
+    files call for a restart (``--restart-on``).
+    """
     options: dict[str, Any] = {
         "turn_on": not args.no_reload,
         "reload_on": args.reload_on,
@@ -181,12 +195,12 @@ def make_app(args: argparse.Namespace) -> ReloadingMiddleware:
         if args.keep:
             raise ValueError("--keep: use --except with --assassin")
         app: ReloadingMiddleware = Assassin(
-            args.resolver, args.assassin, args.exceptions, **options
+            args.resolver, args.assassin, [*args.exceptions, *restarted], **options
         )
     else:
         if args.exceptions:
             raise ValueError("--except: only with --assassin (use --keep with Mori)")
-        app = Mori(args.resolver, keep=args.keep, **options)
+        app = Mori(args.resolver, keep=[*args.keep, *restarted], **options)
     check_module(app.resolver.module, args.resolver)
     return app
 

@@ -22,10 +22,21 @@ command runs itself again, and no request is refused meanwhile:
   The process id stays the same, so Ctrl-C and SIGTERM still reach it.
 * The new process adopts the socket (:func:`inherited_socket`) instead of
   binding one, loads the application, and accepts what waited in the backlog.
+
+Nothing edited meanwhile is lost. Just before executing, the old process
+takes a :class:`Handoff` (:meth:`RestartWatcher.hand_off`): the time, and the
+stamps of the files that call for a restart. It then deletes the bytecode of
+the changed files and any bytecode older than its source among the user's
+modules: CPython would accept a ``.pyc`` whose source changed within the
+same second at the same size. The new process reads the handoff from
+:data:`HANDOFF`; a file calling for a restart whose stamp differs makes it
+restart again, and its middleware reloads, on the first request, the modules
+edited since the handoff's time.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -33,21 +44,33 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Callable, NoReturn
+from typing import Callable, NamedTuple, NoReturn
 
-from .modules import covers, is_protected, source_files
+from .modules import covers, discard_bytecode, is_protected, source_files
 from .options import as_paths
-from .tracking import Tracker, make_tracker
+from .tracking import (
+    CLOCK_SLACK_NS,
+    Matcher,
+    PollingTracker,
+    Stamp,
+    Tracker,
+    expand,
+    make_tracker,
+)
 
 __all__ = [
     "BACKLOG",
+    "HANDOFF",
     "LISTEN_FD",
+    "Handoff",
     "RestartWatcher",
     "as_restart_on",
+    "inherited_handoff",
     "inherited_socket",
     "kept_files",
     "listening_socket",
     "reexec",
+    "restart_modules",
 ]
 
 log = logging.getLogger("memento")
@@ -55,11 +78,17 @@ log = logging.getLogger("memento")
 #: The environment variable naming the inherited listening socket's descriptor.
 LISTEN_FD = "MEMENTO_LISTEN_FD"
 
+#: The environment variable handing a :class:`Handoff` to the new process.
+HANDOFF = "MEMENTO_HANDOFF"
+
 #: How many connections wait in the kernel while the command restarts.
 BACKLOG = 1024
 
 #: Shortest time between two looks of a :class:`RestartWatcher`, in seconds.
 MIN_INTERVAL = 0.1
+
+#: How often a :class:`RestartWatcher` looks for file events, in seconds.
+EVENT_STEP = 0.02
 
 #: Longest :meth:`RestartWatcher.close` waits for its thread, in seconds.
 STOP_TIMEOUT = 5.0
@@ -114,8 +143,66 @@ def inherited_socket() -> socket.socket | None:
     return sock
 
 
-def reexec(argv: Iterable[str], sock: socket.socket) -> NoReturn:
-    """Replace this process with ``python -m memento ARGV``, handing it ``sock``.
+class Handoff(NamedTuple):
+    """What a process saw just before it restarted, for the new one to compare with.
+
+    ``taken_ns``: when, a :func:`time.time_ns` value; ``stamps``: the files
+    calling for a restart as they were then (``None``: missing).
+    """
+
+    taken_ns: int
+    stamps: dict[str, Stamp | None]
+
+    @classmethod
+    def take(cls, files: Iterable[str]) -> Handoff:
+        """The time now, then the stamps of ``files``."""
+        taken_ns = time.time_ns()
+        return cls(taken_ns, {path: Stamp.of(path) for path in files})
+
+    def since_ns(self) -> int:
+        """The earliest modification time of an edit made after the handoff: file
+        systems stamp with a clock that may lag :func:`time.time_ns`."""
+        return self.taken_ns - CLOCK_SLACK_NS
+
+    def changed(self) -> set[str]:
+        """The files whose stamps differ now."""
+        return {path for path, stamp in self.stamps.items() if Stamp.of(path) != stamp}
+
+    def encode(self) -> str:
+        stamps = {
+            path: None if stamp is None else list(stamp) for path, stamp in self.stamps.items()
+        }
+        return json.dumps({"taken_ns": self.taken_ns, "stamps": stamps})
+
+    @classmethod
+    def decode(cls, value: str) -> Handoff:
+        """Read :meth:`encode`'s text; :exc:`ValueError` when it is not."""
+        try:
+            data = json.loads(value)
+            stamps = {
+                str(path): None if stamp is None else Stamp(*map(int, stamp))
+                for path, stamp in data["stamps"].items()
+            }
+            return cls(int(data["taken_ns"]), stamps)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(
+                f"{HANDOFF}: expected a restart's handoff, got {value[:80]!r}"
+            ) from exc
+
+
+def inherited_handoff() -> Handoff | None:
+    """The :class:`Handoff` a previous process left in :data:`HANDOFF`, if any.
+
+    The variable is removed from the environment. Raises :exc:`ValueError`
+    when it cannot be read.
+    """
+    value = os.environ.pop(HANDOFF, None)
+    return None if value is None else Handoff.decode(value)
+
+
+def reexec(argv: Iterable[str], sock: socket.socket, handoff: Handoff | None = None) -> NoReturn:
+    """Replace this process with ``python -m memento ARGV``, handing it ``sock``
+    and ``handoff``.
 
     The interpreter's ``-W`` options are passed again; the environment and
     the current directory stay. Logs are flushed first. Raises
@@ -124,6 +211,8 @@ def reexec(argv: Iterable[str], sock: socket.socket) -> NoReturn:
     fd = sock.fileno()
     sock.set_inheritable(True)
     os.environ[LISTEN_FD] = str(fd)
+    if handoff is not None:
+        os.environ[HANDOFF] = handoff.encode()
     command = [
         sys.executable,
         *(f"-W{option}" for option in sys.warnoptions),
@@ -140,6 +229,7 @@ def reexec(argv: Iterable[str], sock: socket.socket) -> NoReturn:
         os.execv(sys.executable, command)
     except OSError:
         os.environ.pop(LISTEN_FD, None)
+        os.environ.pop(HANDOFF, None)
         sock.set_inheritable(False)
         raise
     raise AssertionError("os.execv returned")  # pragma: no cover
@@ -149,6 +239,33 @@ def as_restart_on(entries: Iterable[str]) -> tuple[str, ...]:
     """Read ``--restart-on`` entries as absolute paths and glob patterns, by
     the ``watch`` option's rules (:func:`memento.options.as_paths`)."""
     return as_paths(list(entries), "--restart-on")
+
+
+def restart_modules(
+    patterns: Iterable[str], search_path: Iterable[object] | None = None
+) -> tuple[str, ...]:
+    """The names of the modules whose source files ``patterns`` cover now.
+
+    They are left to restarts: reloaded in process first, they would serve
+    a mix of old and new code until the restart. A package's ``__init__.py``
+    is left out (keeping the package would keep all its submodules).
+    ``search_path`` defaults to :data:`sys.path`.
+    """
+    entries = sys.path if search_path is None else search_path
+    roots = [
+        os.path.join(os.path.abspath(entry), "") for entry in entries if isinstance(entry, str)
+    ]
+    names = set()
+    for path in expand(patterns, Matcher()):
+        stem, extension = os.path.splitext(path)
+        if extension != ".py" or os.path.basename(stem) == "__init__":
+            continue
+        for root in roots:
+            parts = stem[len(root) :].split(os.sep) if stem.startswith(root) else []
+            if parts and all(part.isidentifier() for part in parts):
+                names.add(".".join(parts))
+                break
+    return tuple(sorted(names))
 
 
 def kept_files(names: Iterable[str], loaded: Mapping[str, object] | None = None) -> set[str]:
@@ -202,6 +319,7 @@ class RestartWatcher:
         self._events = events
         self._tracker: Tracker | None = None
         self._files: set[str] = set()
+        self._carried: set[str] = set()
         self._modules_seen = 0
         self._looked_ns = 0
         self._rescan = threading.Event()
@@ -211,21 +329,45 @@ class RestartWatcher:
     def __repr__(self) -> str:
         return f"RestartWatcher({self.patterns!r}, {self.kept!r}, interval={self.interval!r})"
 
-    def start(self, *, since_ns: int | None = None) -> None:
+    def start(self, *, since_ns: int | None = None, handoff: Handoff | None = None) -> None:
         """Stamp the files now and start looking.
 
         A file modified between ``since_ns`` (a :func:`time.time_ns` value,
         such as the time the application started loading) and now counts as
-        changed.
+        changed, and so does a file whose stamp differs from the one in
+        ``handoff`` (edited while the process restarted).
         """
         if self._thread is not None:
             raise RuntimeError("restart watcher: already started")
-        self._tracker = make_tracker(0, events=self._events)
+        self._tracker = make_tracker(self.interval, events=self._events)
         self._modules_seen, self._looked_ns = len(sys.modules), time.time_ns()
         self._files = kept_files(self.kept)
         self._tracker.track(self._files, self.patterns, since_ns=since_ns)
+        if handoff is not None:
+            self._carried = handoff.changed()
         self._thread = threading.Thread(target=self._run, name="memento-restart", daemon=True)
         self._thread.start()
+
+    def files(self) -> set[str]:
+        """The files whose change calls for a restart, now."""
+        return kept_files(self.kept) | expand(self.patterns, Matcher())
+
+    def hand_off(self) -> Handoff:
+        """Prepare the new process: what it should compare with, and fresh bytecode.
+
+        Takes the :class:`Handoff`, then deletes the bytecode of the changed
+        files and any bytecode older than its source among the user's
+        modules, so that the new process compiles what is on disk.
+        """
+        handoff = Handoff.take(self.files())
+        discard_bytecode(self.changed)
+        user = {
+            name: module
+            for name, module in list(sys.modules.items())
+            if not is_protected(name, module)
+        }
+        discard_bytecode(source_files(user), only_stale=True)
+        return handoff
 
     def rescan(self) -> None:
         """Look for newly imported kept modules at the next look (after a reload)."""
@@ -249,7 +391,10 @@ class RestartWatcher:
         self.close()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # File events are looked for often, so that a restart comes at once;
+        # polling looks every interval.
+        step = self.interval if isinstance(self._tracker, PollingTracker) else EVENT_STEP
+        while not self._stop.wait(step):
             try:
                 changed = self._look()
             except Exception:
@@ -262,10 +407,14 @@ class RestartWatcher:
                 return
 
     def _look(self) -> set[str]:
-        assert self._tracker is not None
+        tracker = self._tracker
+        assert tracker is not None
         if self._rescan.is_set() or len(sys.modules) != self._modules_seen:
-            self._follow_kept(self._tracker)
-        return self._tracker.changed()
+            self._follow_kept(tracker)
+        if not (self._carried or tracker.due()):
+            return set()
+        found, self._carried = tracker.changed() | self._carried, set()
+        return found
 
     def _follow_kept(self, tracker: Tracker) -> None:
         """Track kept modules imported since the last look."""

@@ -19,15 +19,19 @@ from pathlib import Path
 from typing import IO, Callable
 
 import pytest
-from helpers import clean_env, edit, run_cli, wait_until, write_package
+from helpers import clean_env, edit, run_cli, run_python, wait_until, write_package
 
 from memento.restart import (
+    HANDOFF,
     LISTEN_FD,
+    Handoff,
     RestartWatcher,
     as_restart_on,
+    inherited_handoff,
     inherited_socket,
     kept_files,
     listening_socket,
+    restart_modules,
 )
 
 #: A WSGI module answering "<pid> <boot> <version>": ``BOOT`` is new in each
@@ -64,6 +68,22 @@ import uuid
 
 BOOT = uuid.uuid4().hex
 COLOUR = %r
+'''
+
+#: The same, its colour read from ``settings.ini`` when it starts.
+APP_READING_INI = '''\
+import os
+import uuid
+from pathlib import Path
+
+BOOT = uuid.uuid4().hex
+COLOUR = Path("settings.ini").read_text().strip()
+
+
+def app(environ, start_response):
+    body = f"{os.getpid()} {BOOT} {COLOUR} %s".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
 '''
 
 #: Bound of the waits for a restart or a watcher (a loaded machine starts slowly).
@@ -133,6 +153,33 @@ def test_restart_on_reads_paths_like_watch(tmp_path, monkeypatch):
         as_restart_on(["nodir/*.ini"])
 
 
+def test_handoff_survives_the_environment_and_tells_what_changed(tmp_path, monkeypatch):
+    ini, gone = tmp_path / "app.ini", tmp_path / "gone.ini"
+    ini.write_text("[app]\n")
+    handoff = Handoff.take([str(ini), str(gone)])
+    assert handoff.stamps[str(gone)] is None
+    monkeypatch.setenv(HANDOFF, handoff.encode())
+    assert inherited_handoff() == handoff
+    assert HANDOFF not in os.environ
+    assert inherited_handoff() is None
+    assert handoff.changed() == set()
+    edit(ini, "[app]\ncolour = blue\n")
+    gone.write_text("")
+    assert handoff.changed() == {str(ini), str(gone)}
+    monkeypatch.setenv(HANDOFF, "{")
+    with pytest.raises(ValueError, match="MEMENTO_HANDOFF"):
+        inherited_handoff()
+
+
+def test_restart_modules_are_the_python_files_patterns_cover(tmp_path):
+    write_package(tmp_path, "shop", {"__init__.py": "", "settings.py": "", "views.py": ""})
+    (tmp_path / "app.ini").write_text("")
+    patterns = [str(tmp_path / "shop" / "*.py"), str(tmp_path / "*.ini")]
+    found = restart_modules(patterns, [str(tmp_path)])
+    assert found == ("shop.settings", "shop.views")
+    assert restart_modules([str(tmp_path / "shop" / "settings.py")], ["/elsewhere"]) == ()
+
+
 def test_kept_files_are_the_users_kept_modules(make_package):
     pkg = make_package("shop", {"__init__.py": "", "settings.py": "X = 1\n", "wsgi.py": ""})
     importlib.import_module("shop.settings")
@@ -179,6 +226,23 @@ def test_watcher_sees_a_new_file_matching_a_pattern(tmp_path, events):
         (tmp_path / "app.ini").write_text("[app]\n")
         wait_until(lambda: calls.count, RESTART_TIMEOUT, "the watcher to call on_change")
     assert watcher.changed == (str(tmp_path / "app.ini"),)
+
+
+@pytest.mark.parametrize("edited", [False, True], ids=["untouched", "edited"])
+def test_watcher_restarts_again_only_for_an_edit_made_during_the_restart(tmp_path, edited):
+    ini = tmp_path / "app.ini"
+    ini.write_text("[app]\n")
+    handoff = Handoff.take([str(ini)])
+    if edited:
+        edit(ini, "[app]\ncolour = blue\n")
+    calls = Calls()
+    with RestartWatcher(calls, [str(ini)], interval=0, events=False) as watcher:
+        watcher.start(since_ns=time.time_ns(), handoff=handoff)
+        if edited:
+            wait_until(lambda: calls.count, RESTART_TIMEOUT, "the watcher to call on_change")
+        else:
+            time.sleep(3 * watcher.interval)  # nothing to wait for: no restart must come
+    assert calls.count == edited
 
 
 def test_watcher_sees_an_edit_made_while_the_application_loaded(tmp_path):
@@ -417,14 +481,21 @@ def test_kept_module_restarts_and_the_rest_reloads_in_process(shop, command):
     assert cmd.stop() == 0, cmd.output()
 
 
-def test_kept_module_that_fails_after_a_restart_is_fixed_in_process(shop, command):
-    pkg = shop / "shop"
-    (pkg / "settings.py").write_text(SETTINGS % "red")
-    (pkg / "wsgi.py").write_text(APP_WITH_SETTINGS % "v1")
+def serve_kept_settings(
+    shop: Path, command: Callable[..., Command], colour: str
+) -> tuple[Command, str]:
+    """Serve APP_WITH_SETTINGS "v1" with ``--keep shop.settings``; the command and its address."""
+    (shop / "shop" / "settings.py").write_text(SETTINGS % colour)
+    (shop / "shop" / "wsgi.py").write_text(APP_WITH_SETTINGS % "v1")
     cmd = command(
         "--port", str(free_port()), "--interval", "0", "--keep", "shop.settings", "shop.wsgi:app"
     )  # fmt: skip
-    url = cmd.serving()
+    return cmd, cmd.serving()
+
+
+def test_kept_module_that_fails_after_a_restart_is_fixed_in_process(shop, command):
+    pkg = shop / "shop"
+    cmd, url = serve_kept_settings(shop, command, "red")
     edit(pkg / "settings.py", "COLOUR = (\n")
     cmd.serving(2)
     with pytest.raises(urllib.error.HTTPError) as info:
@@ -467,3 +538,156 @@ def test_missing_restart_on_directory_exits_2(shop):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "nodir/*.ini" in result.stderr.strip().splitlines()[-1]
+
+
+# -- nothing edited around a restart is lost ----------------------------------
+
+
+def save(path: Path, text: str) -> None:
+    """Save as many editors do: write a new file, then rename it over the old one."""
+    new = path.with_name(path.name + ".tmp")
+    new.write_text(text)
+    os.replace(new, path)
+
+
+def early_in_a_second() -> None:
+    """Wait until a wall-clock second has just begun, so that the next saves share it."""
+    wait_until(lambda: time.time() % 1 < 0.1, timeout=2, what="a second to begin")
+
+
+def same_second(*stamps: os.stat_result) -> bool:
+    """Whether CPython's bytecode check tells these saves of a file apart: it
+    compares the whole second of the modification time and the size."""
+    return len({(stamp.st_mtime_ns // 10**9, stamp.st_size) for stamp in stamps}) == 1
+
+
+def restarts_settle(cmd: Command) -> None:
+    """Restarts stop: a handoff must not loop. An edit seen only after the
+    restart it came during may bring one more."""
+    deadline = time.monotonic() + RESTART_TIMEOUT
+    while True:
+        restarts = len(cmd.urls())
+        time.sleep(1.0)  # nothing to wait for: no restart must come
+        if len(cmd.urls()) == restarts:
+            return
+        assert time.monotonic() < deadline, f"restarts go on\n{cmd.output()}"
+
+
+SAME_SECOND_CASES = {
+    "kept module": ("settings.py", ["--keep", "shop.settings"]),
+    "restart-on module": ("settings.py", ["--restart-on", "shop/settings.py"]),
+    "restart-on file": ("settings.ini", ["--restart-on", "settings.ini"]),
+}
+
+
+def write_colour(shop: Path, where: str, colour: str) -> Path:
+    if where == "settings.ini":
+        path = shop / "settings.ini"
+        save(path, colour + "\n")
+    else:
+        path = shop / "shop" / "settings.py"
+        save(path, SETTINGS % colour)
+    return path
+
+
+@pytest.mark.parametrize("case", list(SAME_SECOND_CASES))
+def test_two_quick_saves_of_equal_size_serve_the_last(shop, command, case):
+    where, args = SAME_SECOND_CASES[case]
+    app = APP_READING_INI if where == "settings.ini" else APP_WITH_SETTINGS
+    (shop / "shop" / "wsgi.py").write_text(app % "v1")
+    write_colour(shop, where, "AAAA")
+    cmd = command("--port", str(free_port()), "--interval", "0", *args, "shop.wsgi:app")
+    url = cmd.serving()
+    assert fetch(url)[2] == "AAAA"
+
+    early_in_a_second()
+    path = write_colour(shop, where, "BBBB")
+    first = path.stat()
+    time.sleep(0.45)  # the second save comes while the first one restarts
+    write_colour(shop, where, "CCCC")
+    assert same_second(first, path.stat()), "both saves in one second, at one size"
+
+    wait_until(
+        lambda: fetch(url)[2] == "CCCC",
+        timeout=RESTART_TIMEOUT,
+        what=f"the last save served\n{cmd.output()}",
+    )
+    restarts_settle(cmd)
+    assert fetch(url)[2] == "CCCC"
+    assert "reloaded" not in cmd.log, "a restart, never an in-process reload"
+    assert cmd.stop() == 0, cmd.output()
+
+
+def test_edits_made_during_a_restart_are_served(shop, command):
+    pkg = shop / "shop"
+    cmd, url = serve_kept_settings(shop, command, "AAAA")
+
+    early_in_a_second()
+    save(pkg / "wsgi.py", APP_WITH_SETTINGS % "v2")
+    reloaded = (pkg / "wsgi.py").stat()
+    # reloaded in process: the bytecode of v2 is written within this second
+    wait_until(lambda: fetch(url)[3] == "v2", what="v2 reloaded in process")
+    save(pkg / "settings.py", SETTINGS % "BBBB")
+    wait_until(lambda: "restarting the process" in cmd.log, RESTART_TIMEOUT, "a restart")
+    save(pkg / "wsgi.py", APP_WITH_SETTINGS % "v3")
+    save(pkg / "settings.py", SETTINGS % "CCCC")
+    assert same_second(reloaded, (pkg / "wsgi.py").stat()), "v2's bytecode would pass for v3"
+
+    wait_until(
+        lambda: fetch(url)[2:] == ["CCCC", "v3"],
+        timeout=RESTART_TIMEOUT,
+        what=f"both edits served\n{cmd.output()}",
+    )
+    restarts_settle(cmd)
+    assert fetch(url)[2:] == ["CCCC", "v3"]
+    assert cmd.stop() == 0, cmd.output()
+
+
+NAIVE_RESTART = """\
+import os
+from pathlib import Path
+
+settings = Path("shop/settings.py")
+second = (os.stat(".").st_mtime_ns // 10**9 - 5) * 10**9
+settings.write_text({source!r})
+os.utime(settings, ns=(second, second + {offset_ms} * 10**6))
+from shop.settings import COLOUR
+print(COLOUR)
+"""
+
+
+def test_a_naive_restart_serves_stale_bytecode_here(shop):
+    # The control: a new interpreter importing a module saved twice in one
+    # second at one size (what a restart that keeps the bytecode does) gets
+    # the first save. Restarts discard that bytecode.
+    first = NAIVE_RESTART.format(source=SETTINGS % "BBBB", offset_ms=100)
+    assert run_python(first, shop).stdout.split() == ["BBBB"]
+    second = NAIVE_RESTART.format(source=SETTINGS % "CCCC", offset_ms=550)
+    assert run_python(second, shop).stdout.split() == ["BBBB"]
+
+
+def test_restart_on_module_restarts_at_once_without_reloading_in_process(shop, command):
+    pkg = shop / "shop"
+    (pkg / "settings.py").write_text(SETTINGS % "red")
+    (pkg / "wsgi.py").write_text(APP_WITH_SETTINGS % "v1")
+    cmd = command("--port", str(free_port()), "--restart-on", "shop/settings.py", "shop.wsgi:app")
+    url = cmd.serving()
+
+    with Hammer(url) as hammer:
+        wait_until(hammer.answers(10), what="the first answers")
+        edit(pkg / "settings.py", SETTINGS % "blue")
+        wait_until(
+            lambda: hammer.bodies[-1][2] == "blue",
+            timeout=RESTART_TIMEOUT,
+            what=f"the restarted process to answer\n{cmd.output()}",
+        )
+    assert hammer.failures == [], cmd.output()
+    colours = [body[2] for body in hammer.bodies]
+    assert set(colours[colours.index("blue") :]) == {"blue"}
+    assert "reloaded" not in cmd.log, "restarted without reloading in process first"
+    assert "restarting the process (changed: shop/settings.py)" in cmd.log
+
+    edit(pkg / "wsgi.py", APP_WITH_SETTINGS % "v2")
+    wait_until(lambda: fetch(url)[3] == "v2", what="the view reloaded in process")
+    assert len(cmd.urls()) == 2
+    assert cmd.stop() == 0, cmd.output()
