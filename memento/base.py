@@ -17,6 +17,7 @@ from typing import Any, Callable, NoReturn, TypeVar
 
 from . import errorpage, graph, modules, resolver
 from .gate import RequestGate
+from .leaks import Leaks
 from .modules import Generation
 from .options import Options
 from .tracking import Tracker, make_tracker
@@ -48,13 +49,15 @@ class ReloadInfo:
 @dataclass(frozen=True)
 class Stats:
     """Counters: successful ``reloads``, failed ``failures``, the ``last``
-    :class:`ReloadInfo` and the ``generation`` serving now (1 after the first
-    load)."""
+    :class:`ReloadInfo`, the ``generation`` serving now (1 after the first
+    load) and how many forgotten generations were still ``alive`` at the last
+    check (see README, "Memory")."""
 
     reloads: int = 0
     failures: int = 0
     last: ReloadInfo | None = None
     generation: int = 0
+    alive: int = 0
 
 
 class ReloadingMiddleware:
@@ -85,6 +88,7 @@ class ReloadingMiddleware:
         self._tracker: Tracker | None = None
         self._on = False
         self._stats = Stats()
+        self._leaks = Leaks()
         self._before: list[Callable[[ReloadInfo], Any]] = []
         self._after: list[Callable[[ReloadInfo], Any]] = []
         if turn_on:
@@ -100,7 +104,7 @@ class ReloadingMiddleware:
     @property
     def stats(self) -> Stats:
         """A snapshot of the reload counters."""
-        return self._stats
+        return replace(self._stats, alive=self._leaks.alive)
 
     def turn_on(self) -> None:
         """Turn reloading on: from now on changes are looked for."""
@@ -153,6 +157,7 @@ class ReloadingMiddleware:
     def close(self) -> None:
         """Stop any watcher thread; the middleware goes on serving, turned off."""
         self.turn_off()
+        self._leaks.close()
 
     def __enter__(self) -> ReloadingMiddleware:
         return self
@@ -316,6 +321,7 @@ class ReloadingMiddleware:
             modules.attach(kept)
             info = replace(info, generation=self._stats.generation + 1)
             modules.close_handlers(leaving)
+            self._leaks.forgotten(old, info.generation - 1)
             self._succeed(app, info, handlers, since, first)
         if not first:
             self._run_hooks(self._after, info)
