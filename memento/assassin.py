@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterable
 from types import ModuleType
@@ -9,8 +10,10 @@ from typing import Any
 
 from ._compat import stdlib_module_names
 from .base import ReloadingMiddleware
-from .modules import Generation, covers
+from .modules import Generation, covers, is_protected, module_file
 from .options import as_list
+
+log = logging.getLogger("memento")
 
 
 class Assassin(ReloadingMiddleware):
@@ -34,6 +37,8 @@ class Assassin(ReloadingMiddleware):
         if not self.targets:
             raise ValueError(f"targets: expected at least one package name, got {targets!r}")
         self.exceptions = tuple(as_list(exceptions, "exceptions"))
+        self._protected: dict[tuple[str, str | None], bool] = {}
+        self._untracked: dict[str, str] = {}  # source file -> module name
         super().__init__(app, turn_on=turn_on, **options)
 
     def _candidates(self) -> Generation:
@@ -44,6 +49,43 @@ class Assassin(ReloadingMiddleware):
             and covers(self.targets, name)
             and not covers(self.exceptions, name)
         }
+
+    def _track(self, since: int, extra: Iterable[str] = ()) -> None:
+        # The user's modules outside the targets are watched too, only to say
+        # that an edit of theirs is not served (they are never forgotten).
+        self._untracked = self._outside_targets()
+        super()._track(since, {*extra, *self._untracked})
+
+    def _to_forget(self, changed: tuple[str, ...]) -> Generation:
+        for path in changed:
+            name = self._untracked.get(path)
+            if name is not None:
+                log.warning(
+                    "%s changed, but the module %s is not among the targets %s: the edit "
+                    "is not served until the process restarts; add it to the targets "
+                    "(--assassin %s) or use Mori",
+                    path,
+                    name,
+                    ", ".join(self.targets),
+                    name.partition(".")[0],
+                )
+        return super()._to_forget(changed)
+
+    def _outside_targets(self) -> dict[str, str]:
+        """The source files of the user's imported modules (not libraries) that
+        no target covers, exceptions aside."""
+        found = {}
+        for name, module in list(sys.modules.items()):
+            if covers(self.targets, name) or not isinstance(module, ModuleType):
+                continue
+            filename = module_file(module)
+            key = (name, filename)
+            protected = self._protected.get(key)
+            if protected is None:
+                protected = self._protected[key] = is_protected(name, module)
+            if not protected and filename:
+                found[filename] = name
+        return found
 
 
 def check_target(name: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers import APP, edit, wait_until
+from helpers import APP, edit, run_python, wait_until, write_package
 from webtest import TestApp
 
 import memento
@@ -330,3 +330,167 @@ def test_a_generation_just_forgotten_waits_for_a_later_check(make_package, caplo
         assert watch.check() == 0
     watch.close()
     assert "still alive" not in caplog.text
+
+
+# -- the application shape of issue 11, reloaded 300 times -----------------------
+
+FACTORY = """\
+from flask import Flask
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+login = LoginManager()
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "dev"
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + {db_path!r}
+    db.init_app(app)
+    login.init_app(app)
+    from . import auth, blog, main, search, users
+    for module in (auth, blog, main, search, users):
+        app.register_blueprint(module.bp)
+    with app.app_context():
+        db.create_all()
+        if db.session.scalars(db.select(models.User)).first() is None:
+            db.session.add(models.User(name="ann"))
+            db.session.commit()
+    return app
+
+
+from . import models  # noqa: E402
+"""
+MODELS = """\
+from flask_login import UserMixin
+
+from . import db, login
+
+
+class SearchableMixin:
+    @classmethod
+    def before_commit(cls, session):
+        session._changes = list(session.new)
+
+
+class User(SearchableMixin, UserMixin, db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(64), unique=True)
+
+
+class Post(SearchableMixin, db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    body = db.Column(db.String(140))
+    user_id = db.Column(db.Integer, db.ForeignKey("user.id"))
+
+
+@login.user_loader
+def load_user(user_id):
+    return db.session.get(User, int(user_id))
+
+
+db.event.listen(db.session, "before_commit", SearchableMixin.before_commit)
+"""
+BLUEPRINT = """\
+from flask import Blueprint
+from flask_login import current_user, login_required, login_user
+
+from . import db
+from .models import Post, User
+
+bp = Blueprint("{name}", __name__, url_prefix="/{name}")
+MARK = "v0"
+
+
+@bp.route("/")
+@login_required
+def index():
+    if bp.name == "blog":
+        db.session.add(Post(body="hello", user_id=current_user.id))
+        db.session.commit()
+    posts = db.session.scalars(db.select(Post).filter_by(user_id=current_user.id)).all()
+    return "%s %s %d %s" % (bp.name, current_user.name, len(posts), MARK)
+
+
+@bp.route("/login")
+def login():
+    login_user(db.session.scalars(db.select(User).filter_by(name="ann")).one())
+    return "hello"
+"""
+RELOADS = """\
+import gc, os, sys, time
+from pathlib import Path
+from webtest import TestApp
+import memento
+
+def rss_mb():
+    with open("/proc/self/statm") as file:
+        return int(file.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+def users_alive():
+    return sum(1 for o in gc.get_objects() if isinstance(o, type)
+               and o.__name__ == "User" and o.__module__ == "shop.models")
+
+middleware = memento.Mori("shop.wsgi:app", interval=0, events=False)
+app = TestApp(middleware)
+app.get("/auth/login")
+app.get("/blog/")
+gc.collect()
+rss, fd = rss_mb(), fds()
+blog = Path("shop/blog.py")
+started = time.perf_counter()
+for n in range(1, 301):
+    source = blog.read_text().replace(f'MARK = "v{n - 1}"', f'MARK = "v{n}"')
+    blog.write_text(source)
+    assert app.get("/blog/").text.endswith(f" v{n}")
+    app.get("/users/")
+elapsed = time.perf_counter() - started
+gc.collect()
+print(f"{rss_mb() - rss:.1f} MB {fds() - fd} fds {users_alive()} users "
+      f"{middleware.stats.reloads} reloads {elapsed:.1f} s")
+middleware.close()
+"""
+
+
+def test_a_flask_sqlalchemy_app_reloaded_300_times_does_not_grow(tmp_path):
+    for module in ("flask_sqlalchemy", "flask_login"):
+        pytest.importorskip(module)
+    files = {
+        "__init__.py": FACTORY.format(db_path=str(tmp_path / "app.db")),
+        "models.py": MODELS,
+        "wsgi.py": "from shop import create_app\n\napp = create_app()\n",
+    }
+    for name in ("auth", "blog", "main", "search", "users"):
+        files[f"{name}.py"] = BLUEPRINT.replace("{name}", name)
+    write_package(tmp_path, "shop", files)
+    result = run_python(RELOADS, tmp_path, timeout=240)
+    words = result.stdout.split()
+    rss, fds, users, reloads = float(words[0]), int(words[2]), int(words[4]), int(words[6])
+    assert reloads == 300, result.stdout
+    assert rss < 20, result.stdout
+    assert fds <= 2, result.stdout
+    assert users <= 2, result.stdout  # the generation serving, at most one old one
+
+
+def test_assassin_warns_when_a_module_outside_its_targets_changes(make_package, caplog):
+    make_package("settings_mod", {"__init__.py": "GREETING = 'hello'\n"})
+    pkg = make_package(
+        "shop",
+        {"__init__.py": "", "wsgi.py": "import settings_mod\n" + APP % "v1"},
+    )
+    middleware = memento.Assassin("shop.wsgi:app", ["shop"], interval=0, events=False)
+    app = TestApp(middleware, lint=True)
+    app.get("/")
+    with caplog.at_level(logging.WARNING, logger="memento"):
+        app.get("/")
+        assert "settings_mod" not in caplog.text  # nothing changed, nothing said
+        edit(pkg.parent / "settings_mod" / "__init__.py", "GREETING = 'hi'\n")
+        app.get("/")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "module settings_mod is not among the targets shop" in warnings[0]
+    assert "--assassin settings_mod" in warnings[0] and "Mori" in warnings[0]
