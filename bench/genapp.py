@@ -524,6 +524,144 @@ def view_source(
     )
 
 
+# -- the Flask-SQLAlchemy shape (issue 11) ------------------------------------------
+
+#: The name the memory part reports this application under.
+SQLA = "flask-sqlalchemy"
+
+SQLA_INIT = """\
+\"\"\"A Flask application factory with Flask-SQLAlchemy and Flask-Login.\"\"\"
+
+from flask import Flask
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+login = LoginManager()
+
+
+def create_app():
+    app = Flask(__name__)
+    app.config["SECRET_KEY"] = "bench"
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite:///" + {db_path!r}
+    db.init_app(app)
+    login.init_app(app)
+    from . import {blueprints}
+    for module in ({blueprints},):
+        app.register_blueprint(module.bp)
+    with app.app_context():
+        db.create_all()
+        if db.session.scalars(db.select(models.User)).first() is None:
+            db.session.add(models.User(name="ann"))
+            db.session.commit()
+    return app
+
+
+from . import models  # noqa: E402
+"""
+
+SQLA_MODELS = """\
+\"\"\"Models; a session listener as full-text search indexing registers it.\"\"\"
+
+from flask_login import UserMixin
+
+from . import db, login
+
+
+class SearchableMixin:
+    @classmethod
+    def before_commit(cls, session):
+        session._changes = list(session.new)
+
+
+class User(SearchableMixin, UserMixin, db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(64), unique=True)
+
+
+class Post(SearchableMixin, db.Model):
+    id = db.Column(db.Integer, primary_key=True)
+    body = db.Column(db.String(140))
+    user_id = db.Column(db.Integer, db.ForeignKey("user.id"))
+
+
+@login.user_loader
+def load_user(user_id):
+    return db.session.get(User, int(user_id))
+
+
+db.event.listen(db.session, "before_commit", SearchableMixin.before_commit)
+"""
+
+SQLA_BLUEPRINT = """\
+\"\"\"Pages that log in, write and query the database.\"\"\"
+
+from flask import Blueprint
+from flask_login import current_user, login_user
+
+from . import db
+from .marker import MARKER
+from .models import Post, User
+
+bp = Blueprint("{name}", __name__, url_prefix="{prefix}")
+
+
+@bp.route("/")
+def index():
+    login_user(db.session.scalars(db.select(User).filter_by(name="ann")).one())
+    db.session.add(Post(body="{name}", user_id=current_user.id))
+    db.session.commit()
+    posts = db.session.scalars(db.select(Post).filter_by(user_id=current_user.id)).all()
+    return "<p>MARKER=%s;</p><p>%d posts</p>" % (MARKER, len(posts))
+"""
+
+SQLA_BLUEPRINTS = ("main", "auth", "blog", "search", "users")
+
+
+def generate_sqla(directory: Path | str, package: str, *, marker: str = "initial") -> AppInfo:
+    """Write the issue 11 application: a factory in the package's ``__init__``,
+    five blueprints (``main`` serves ``/``), Flask-SQLAlchemy models with a
+    ``before_commit`` session listener, Flask-Login's user loader, a sqlite
+    file next to the package; ``wsgi.py`` calls the factory."""
+    root = Path(directory).resolve()
+    pkg = root / package
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    db_path = root / f"{package}.db"
+    if db_path.exists():
+        db_path.unlink()
+    names = ", ".join(SQLA_BLUEPRINTS)
+    files = {
+        "__init__.py": SQLA_INIT.format(db_path=str(db_path), blueprints=names),
+        "models.py": SQLA_MODELS,
+        "marker.py": MARKER.format(value=marker),
+        "wsgi.py": f"from {package} import create_app\n\napp = create_app()\n",
+    }
+    for name in SQLA_BLUEPRINTS:
+        prefix = "/" if name == "main" else f"/{name}"
+        files[f"{name}.py"] = SQLA_BLUEPRINT.format(name=name, prefix=prefix)
+    for relpath, source in files.items():
+        path = pkg / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+    compileall.compile_dir(str(pkg), quiet=1)
+    importlib.invalidate_caches()
+    return AppInfo(
+        root=str(root),
+        package=package,
+        flavour=SQLA,
+        modules=len(files),
+        marker=str(pkg / "marker.py"),
+        statement=f"{package}.wsgi:app",
+        dependents=(
+            f"{package}.marker",
+            *(f"{package}.{name}" for name in SQLA_BLUEPRINTS),
+            package,
+            f"{package}.wsgi",
+        ),
+    )
+
+
 # -- edits and trees ---------------------------------------------------------------
 
 

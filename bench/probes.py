@@ -73,6 +73,11 @@ def resident_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def open_fds() -> int:
+    """How many file descriptors this process has open, from ``/proc/self/fd``."""
+    return len(os.listdir("/proc/self/fd"))
+
+
 def forget(package: str) -> int:
     names = [n for n in sys.modules if n == package or n.startswith(package + ".")]
     for name in names:
@@ -171,6 +176,7 @@ def memory(args: argparse.Namespace) -> dict:
     call(app)
     gc.collect()
     rss = {"0": round(resident_mb(), 2)}
+    fds = {"0": open_fds()}
     durations = []
     done = 0
     for checkpoint in checkpoints:
@@ -186,7 +192,9 @@ def memory(args: argparse.Namespace) -> dict:
             done += 1
         gc.collect()
         rss[str(checkpoint)] = round(resident_mb(), 2)
+        fds[str(checkpoint)] = open_fds()
     reloads = app.reloads if isinstance(app, Reimporter) else app.stats.reloads
+    alive = _model_classes_alive(args.app.partition(".")[0])
     if not isinstance(app, Reimporter):
         app.close()
     first, last = str(checkpoints[0]), str(checkpoints[-1])
@@ -197,10 +205,24 @@ def memory(args: argparse.Namespace) -> dict:
             (rss[last] - rss[first]) * 1024 / max(1, checkpoints[-1] - checkpoints[0]),
             2,
         ),
+        "fds": fds,
+        "fd_growth": fds[last] - fds["0"],
         "reloads": reloads,
         "reload_median_ms": round(statistics.median(durations) * 1000, 2),
         "modules": sum(1 for n in sys.modules if n.startswith(args.app.partition(".")[0])),
+        "generations_alive": alive,
     }
+
+
+def _model_classes_alive(package: str) -> int:
+    """How many ``User`` classes of the package are alive (the Flask-SQLAlchemy
+    application's model): one per generation that is not garbage."""
+    gc.collect()
+    return sum(
+        1
+        for obj in gc.get_objects()
+        if isinstance(obj, type) and obj.__name__ == "User" and obj.__module__.startswith(package)
+    )
 
 
 def overhead(args: argparse.Namespace) -> dict:

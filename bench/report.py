@@ -10,6 +10,9 @@ FAILURE_KEYS = ("refused", "failed", "errors", "edit_timeouts")
 WRONG_KEYS = ("flapped", "wrong")
 
 
+SQLA_NAME = "flask-sqlalchemy"  # genapp.SQLA
+
+
 def is_memento(name: str) -> bool:
     return name.startswith("memento:")
 
@@ -137,6 +140,8 @@ def check_targets(results: dict, ratios: dict) -> list[dict]:
             continue
         if isinstance(record, dict) and "growth_mb" in record:
             add("RSS growth 50→300 reloads < 20 MB", name, record["growth_mb"], 20, True)
+        if isinstance(record, dict) and "fd_growth" in record:
+            add("open fds growth over 300 reloads ≤ 2", name, record["fd_growth"], 2, True)
     for name, record in results.get("cpu", {}).get("runs", {}).items():
         if not is_memento(name) or "error" in record:
             continue
@@ -296,15 +301,20 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
         lines += [
             "## Memory (RSS, MB)",
             "",
-            "A process serving the N=50 app under memento, reloads driven by "
+            "A process serving the N=50 app (and the Flask-SQLAlchemy application "
+            "of issue 11: factory, five blueprints, models with a session "
+            "listener, Flask-Login, sqlite) under memento, reloads driven by "
             "editing `marker.py` and a direct WSGI call. *none*: the same reloads "
             "without memento (forget the package, import it again), the growth "
             "Python and the application cause by themselves. Growth is measured "
             "from the first to the last checkpoint; the first reloads warm the "
-            "allocator up.",
+            "allocator up. *fds growth*: open file descriptors, load to last "
+            "checkpoint; *User classes alive*: the model class of each "
+            "generation not yet garbage (1: only the one serving).",
             "",
-            "| app, policy | RSS after load / reloads | growth | per reload | reload median ms |",
-            "| --- | --- | ---: | ---: | ---: |",
+            "| app, policy | RSS after load / reloads | growth | per reload | reload median ms "
+            "| fds growth | User classes alive |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, record in sorted(memory.items()):
             if "error" in record:
@@ -314,7 +324,8 @@ def markdown(results: dict, ratios: dict, targets: list[dict]) -> str:
             lines.append(
                 f"| {name} | {rss} | {record['growth_mb']} MB | "
                 f"{record['growth_per_reload_kb']} kB | "
-                f"{record['reload_median_ms']} |"
+                f"{record['reload_median_ms']} | {record.get('fd_growth', '')} | "
+                f"{record.get('generations_alive', '') if SQLA_NAME in name else ''} |"
             )
         lines.append("")
     cpu = results.get("cpu")

@@ -39,7 +39,7 @@ sys.path[:0] = [str(HERE)] if str(HERE) not in sys.path else []
 
 import djangoapp  # noqa: E402
 from client import Sequence, load, measure_edits, summarize  # noqa: E402
-from genapp import AppInfo, generate, make_tree, marker_value  # noqa: E402
+from genapp import SQLA, AppInfo, generate, generate_sqla, make_tree, marker_value  # noqa: E402
 from report import write_reports  # noqa: E402
 from servers import (  # noqa: E402
     Contender,
@@ -391,12 +391,19 @@ def part_memory(config: Config, results: dict, save: Callable[[], None]) -> None
         ("plain", "assassin"),
         ("flask", "none"),
         ("flask", "mori"),
+        (SQLA, "none"),
+        (SQLA, "mori"),
+        (SQLA, "assassin"),
     )
     for flavour, policy in runs:
-        if flavour not in config.flavours:
+        if flavour not in config.flavours and not (flavour == SQLA and "flask" in config.flavours):
             continue
-        app = app_for(config, flavour, 50)
-        name = f"{flavour}-50 {policy}"
+        if flavour == SQLA:  # the issue 11 application: library registries, a database
+            app = generate_sqla(config.work / "apps" / SQLA, "app_sqla")
+            name = f"{SQLA} {policy}"
+        else:
+            app = app_for(config, flavour, 50)
+            name = f"{flavour}-50 {policy}"
         log(f"memory {name}: {first} and {last} reloads")
         seq = config.reserve(last + 1)
         section[name] = guarded(
@@ -416,7 +423,8 @@ def part_memory(config: Config, results: dict, save: Callable[[], None]) -> None
         )
         record = section[name]
         log(
-            f"  {record.get('rss_mb')} growth {record.get('growth_mb')} MB"
+            f"  {record.get('rss_mb')} growth {record.get('growth_mb')} MB, "
+            f"{record.get('fd_growth')} fds, {record.get('generations_alive')} alive"
             if "error" not in record
             else f"  error: {record['error'][:300]}"
         )
