@@ -10,12 +10,12 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, NoReturn, TypeVar
 
-from . import errorpage, graph, modules, resolver
+from . import errorpage, graph, integrations, modules, resolver
 from .gate import RequestGate
 from .leaks import Leaks
 from .modules import Generation
@@ -63,7 +63,7 @@ class Stats:
 class ReloadingMiddleware:
     """Serve a WSGI application, re-importing its code when it changes.
 
-    Subclasses say which modules a reload forgets (:meth:`_forgettable`);
+    Subclasses say which modules a reload forgets (:meth:`_candidates`);
     everything else (when to reload, the request gate, failures, hooks)
     lives here.
     """
@@ -85,6 +85,8 @@ class ReloadingMiddleware:
         self._pending: set[str] = set()
         self._unloaded: set[str] = set()
         self._requested = False
+        self._integration = integrations.Integration()
+        self._held_changed: set[str] = set()
         self._tracker: Tracker | None = None
         self._on = False
         self._stats = Stats()
@@ -100,6 +102,12 @@ class ReloadingMiddleware:
     def reloading(self) -> bool:
         """Whether reloading is turned on."""
         return self._on
+
+    @property
+    def held_modules(self) -> frozenset[str]:
+        """Module names the framework holds for the life of the process (Django's
+        app registry): never forgotten, an edit of them needs a restart."""
+        return self._integration.held()
 
     @property
     def stats(self) -> Stats:
@@ -206,9 +214,14 @@ class ReloadingMiddleware:
 
     # -- what subclasses decide ---------------------------------------------
 
-    def _forgettable(self) -> Generation:
-        """The modules a reload would forget now."""
+    def _candidates(self) -> Generation:
+        """The modules this policy would forget now."""
         raise NotImplementedError
+
+    def _forgettable(self) -> Generation:
+        """The modules a reload would forget now: the policy's, less what the framework holds."""
+        owned, held = self._candidates(), self._integration.held()
+        return {name: module for name, module in owned.items() if name not in held}
 
     # -- reloading ---------------------------------------------------------
 
@@ -289,6 +302,8 @@ class ReloadingMiddleware:
     def _reload(self, changed: tuple[str, ...], since: int) -> None:
         started = time.perf_counter()
         first = self._stats.generation == 0
+        if not first and self._serves_without_import(changed, since):
+            return
         old = {} if first else self._to_forget(changed)
         info = ReloadInfo(changed, tuple(sorted(old)), 0.0, None, self._stats.generation)
         if not first:
@@ -309,7 +324,13 @@ class ReloadingMiddleware:
         before = set(sys.modules)
         with modules.recording_handlers() as handlers:
             try:
+                if not first:
+                    self._integration.before_import()
                 app: WSGIApp | None = self.resolver.resolve()
+                self._integration = integrations.detect(
+                    app, self._integration, self.resolver.module
+                )
+                self._integration.after_import()
             except BaseException as exc:  # SystemExit from argparse at import, too
                 app, info = None, replace(info, error=exc)
         info = replace(info, duration=time.perf_counter() - started)
@@ -322,15 +343,48 @@ class ReloadingMiddleware:
             info = replace(info, generation=self._stats.generation + 1)
             modules.close_handlers(leaving)
             self._leaks.forgotten(old, info.generation - 1)
-            self._succeed(app, info, handlers, since, first)
+            self._succeed(app, info, handlers, since, first, set(sys.modules) - before)
         if not first:
             self._run_hooks(self._after, info)
+
+    def _serves_without_import(self, changed: tuple[str, ...], since: int) -> bool:
+        """Serve edits that need no import: a restart's page, or a framework's cache reset."""
+        blocked = integrations.blocked(self._integration, changed, self._held_changed)
+        if blocked is not None:
+            self._held_changed.update(blocked.paths)
+            self._hold(ReloadInfo(changed, (), 0.0, blocked, self._stats.generation), since)
+            return True
+        if self._app is None or self._unloaded or not self._integration.refreshes(changed):
+            return False
+        started = time.perf_counter()
+        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation)
+        self._run_hooks(self._before, info)
+        self._integration.refresh(changed)
+        info = replace(
+            info, duration=time.perf_counter() - started, generation=self._stats.generation + 1
+        )
+        self._succeed(self._app, info, [], since, False)
+        self._run_hooks(self._after, info)
+        return True
+
+    def _hold(self, info: ReloadInfo, since: int) -> None:
+        """Never serve an edit that needs a restart as if it were reloaded."""
+        keep = self.options.on_error == "keep"
+        log.warning("%s%s", info.error, "; serving the code loaded before" if keep else "")
+        with self._state:
+            self._stats = replace(self._stats, failures=self._stats.failures + 1, last=info)
+            if not keep:
+                self._app, self._failure, self._failure_tb = None, info, None
+            self._track(since)
+        self._run_hooks(self._after, info)
 
     def _to_forget(self, changed: tuple[str, ...]) -> Generation:
         owned = self._forgettable()
         if self.options.scope != "dependents":
             return owned
-        names = graph.to_forget(owned, changed, self.resolver.module)
+        names = graph.to_forget(
+            owned, changed, self.resolver.module, roots=self._integration.roots()
+        )
         if names is None:
             log.debug("scope dependents: cannot tell the dependencies, forgetting all")
             return owned
@@ -343,7 +397,9 @@ class ReloadingMiddleware:
         handlers: list[modules.HandlerRecord],
         since: int,
         first: bool,
+        imported: Collection[str] = (),
     ) -> None:
+        """``imported``: the names the reload added to ``sys.modules``."""
         with self._state:
             self._app, self._failure = app, None
             self._unloaded.clear()
@@ -366,7 +422,7 @@ class ReloadingMiddleware:
         else:
             log.info(
                 "reloaded %d modules in %.1f ms, generation %d (changed: %s)",
-                len(info.forgotten),
+                len(self._generation.keys() & set(imported)),
                 info.duration * 1000,
                 info.generation,
                 _describe(info.changed),
@@ -442,9 +498,11 @@ class ReloadingMiddleware:
         if self._tracker is None:
             return
         files: set[str] = set()
+        integration = self._integration
         if self.options.reload_on == "change":
-            files = modules.source_files(self._generation) | set(extra)
-        self._tracker.track(files, self.options.watch, since_ns=since)
+            held = modules.snapshot(integration.held())
+            files = modules.source_files(self._generation) | modules.source_files(held) | set(extra)
+        self._tracker.track(files, (*self.options.watch, *integration.watch()), since_ns=since)
 
     def _run_hooks(self, hooks: list[Callable[[ReloadInfo], Any]], info: ReloadInfo) -> None:
         for hook in hooks:

@@ -12,13 +12,15 @@ import socketserver
 import sys
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from . import __version__, restart
 from .assassin import Assassin
-from .base import ReloadingMiddleware
+from .base import ReloadInfo, ReloadingMiddleware
+from .integrations import RestartNeeded
+from .modules import snapshot, source_files
 from .mori import Mori
 from .options import RELOAD_ON, SCOPES
 
@@ -81,34 +83,93 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--threads: expected a number >= 1, got {args.threads!r}")
     if not 0 <= args.port <= 65535:
         parser.error(f"--port: expected 0 to 65535, got {args.port!r}")
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    # watchfiles logs every batch of events at INFO: memento says what matters.
-    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+    configure_logging(args.verbose)
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
         patterns = restart.as_restart_on(args.restart_on)
-        inherited = restart.inherited_socket()
-        handoff = restart.inherited_handoff()
         app = make_app(args, restart.restart_modules(patterns))
+        server_class = choose_server(args.server)
     except ValueError as exc:
         parser.error(str(exc))
-    server_class = choose_server(args.server, parser)
+    return run_server(
+        app,
+        Listen(args.host, args.port, server_class, args.threads),
+        restart.memento_command(arguments),
+        patterns=patterns,
+        kept=kept_names(app, args),
+    )
+
+
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+
+
+def configure_logging(verbose: bool, *, only_memento: bool = False) -> None:
+    """Log to stderr at INFO (DEBUG when ``verbose``).
+
+    ``only_memento``: give the ``memento`` logger a handler of its own and
+    leave the others as they are (under a framework that configured logging).
+    """
+    level = logging.DEBUG if verbose else logging.INFO
+    if only_memento:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger = logging.getLogger("memento")
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    else:
+        logging.basicConfig(level=level, format=LOG_FORMAT)
+    # watchfiles logs every batch of events at INFO: memento says what matters.
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)
+
+
+class Listen(NamedTuple):
+    """Where and how to serve: the address, the server and its threads."""
+
+    host: str
+    port: int
+    server_class: type[Server]
+    threads: int
+
+
+def run_server(
+    app: ReloadingMiddleware,
+    listen: Listen,
+    command: Sequence[str],
+    *,
+    handler: Any = None,
+    patterns: tuple[str, ...] = (),
+    kept: tuple[str, ...] = (),
+    loaded: Callable[[], object] | None = None,
+) -> int:
+    """Serve ``app`` until Ctrl-C or SIGTERM; returns the exit status.
+
+    ``handler``: the WSGI application the server calls, when it wraps ``app``
+    (Django's static files handler). An edit that only a restart serves
+    (``patterns``, the ``kept`` module names, what the framework holds)
+    runs ``command`` (the interpreter and its arguments) in place of this
+    process, handing it the listening socket. ``loaded()`` runs once the
+    application is imported, before the first connection is accepted.
+    """
+    try:
+        inherited = restart.inherited_socket()
+        handoff = restart.inherited_handoff()
+    except ValueError as exc:
+        print(f"memento: {exc}", file=sys.stderr)
+        return 2
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if inherited is None:
-            inherited = restart.listening_socket(args.host, args.port)
+            inherited = restart.listening_socket(listen.host, listen.port)
         with inherited as sock:
-            watcher = serve(app, sock, server_class, args, patterns, handoff)
+            watcher = serve(app, sock, listen, handler or app, (patterns, kept), loaded, handoff)
             if watcher is not None:
                 app.close()
-                return run_again(arguments, sock, watcher.hand_off())
+                return run_again(command, sock, watcher.hand_off())
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        print(f"memento: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        print(f"memento: cannot serve on {listen.host}:{listen.port}: {exc}", file=sys.stderr)
         return 1
     finally:
         app.close()
@@ -118,37 +179,59 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve(
     app: ReloadingMiddleware,
     sock: socket.socket,
-    server_class: type[Server],
-    args: argparse.Namespace,
-    patterns: tuple[str, ...],
+    listen: Listen,
+    handler: Any,
+    restarts: tuple[tuple[str, ...], tuple[str, ...]],
+    loaded: Callable[[], object] | None,
     handoff: restart.Handoff | None = None,
 ) -> restart.RestartWatcher | None:
     """Serve on ``sock`` until Ctrl-C (``KeyboardInterrupt``) or a change that needs a restart.
 
     Returns the watcher that saw a change calling for a restart, or ``None``.
-    When anything is watched for restarts, the application is loaded before
-    the first connection is accepted: the watcher needs its modules, and a
-    restarted process answers the connections waiting in the backlog sooner.
-    ``handoff``: what the previous process saw, when this one restarted;
-    what was edited since is reloaded, or restarted again.
+    The application is loaded before the first connection is accepted:
+    import errors show at once, the restart watcher needs its modules, and
+    a restarted process answers the connections waiting in the backlog
+    sooner. ``restarts``: the ``--restart-on`` patterns and the kept module
+    names. ``handoff``: what the previous process saw, when this one
+    restarted; what was edited since is reloaded, or restarted again.
     """
-    kept = kept_names(app, args)
-    watching = bool(kept or patterns)
     started_ns = time.time_ns()
-    if watching:
-        load(app, None if handoff is None else handoff.since_ns())
-    server = server_class(app, sock, args.threads, app.options.drain_timeout)
-    if not watching:
+    load(app, None if handoff is None else handoff.since_ns())
+    if loaded is not None:
+        loaded()
+    patterns, kept = restarts
+    server = listen.server_class(handler, sock, listen.threads, app.options.drain_timeout)
+    held = held_files(app)
+    if not (kept or patterns or held):
         _say_serving(app, *server.address, server.name)
         server.serve()
         return None
-    with restart.RestartWatcher(server.stop, patterns, kept, interval=args.interval) as watcher:
-        app.after_reload(lambda info: watcher.rescan())
+    watcher = restart.RestartWatcher(
+        server.stop, (*patterns, *held), kept, interval=app.options.interval
+    )
+    with watcher:
+        app.after_reload(lambda info: restart_after(watcher, info))
         watcher.start(since_ns=started_ns, handoff=handoff)
         # announced once everything is up: a Ctrl-C from now on ends the server
         _say_serving(app, *server.address, server.name)
         server.serve()
     return watcher if watcher.changed else None
+
+
+def held_files(app: ReloadingMiddleware) -> tuple[str, ...]:
+    """The source files of what the framework holds for good (Django's app registry)."""
+    if not app.reloading or app.options.reload_on == "manual":
+        return ()
+    return tuple(sorted(source_files(snapshot(app.held_modules))))
+
+
+def restart_after(watcher: restart.RestartWatcher, info: ReloadInfo) -> None:
+    """After a reload: look for newly imported kept modules, or restart at once
+    for an edit the middleware found only a restart serves."""
+    if isinstance(info.error, RestartNeeded):
+        watcher.restart_for(info.error.paths)
+    else:
+        watcher.rescan()
 
 
 def kept_names(app: ReloadingMiddleware, args: argparse.Namespace) -> tuple[str, ...]:
@@ -158,10 +241,10 @@ def kept_names(app: ReloadingMiddleware, args: argparse.Namespace) -> tuple[str,
     return tuple(args.exceptions if args.assassin else args.keep)
 
 
-def run_again(arguments: Sequence[str], sock: socket.socket, handoff: restart.Handoff) -> int:
-    """Run the command again on ``sock``; returns only when that fails (exit status 1)."""
+def run_again(command: Sequence[str], sock: socket.socket, handoff: restart.Handoff) -> int:
+    """Run ``command`` on ``sock``; returns only when that fails (exit status 1)."""
     try:
-        restart.reexec(arguments, sock, handoff)
+        restart.reexec(command, sock, handoff)
     except OSError as exc:
         print(f"memento: cannot restart {sys.executable!r}: {exc}", file=sys.stderr)
     return 1
@@ -218,10 +301,13 @@ def check_module(modname: str, statement: str) -> None:
         raise ValueError(f"resolver {statement!r}: no module named {modname!r}")
 
 
-def choose_server(name: str, parser: argparse.ArgumentParser) -> type[Server]:
+def choose_server(name: str) -> type[Server]:
+    """The server class for ``--server NAME``; ``ValueError`` when it is not installed."""
     has_waitress = importlib.util.find_spec("waitress") is not None
     if name == "waitress" and not has_waitress:
-        parser.error("--server waitress: waitress is not installed (pip install 'memento[serve]')")
+        raise ValueError(
+            "--server waitress: waitress is not installed (pip install 'memento[serve]')"
+        )
     if name == "waitress" or (name == "auto" and has_waitress):
         return WaitressServer
     return WsgirefServer

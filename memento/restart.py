@@ -43,7 +43,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable, NamedTuple, NoReturn
 
 from .modules import covers, discard_bytecode, is_protected, source_files
@@ -69,6 +69,7 @@ __all__ = [
     "inherited_socket",
     "kept_files",
     "listening_socket",
+    "memento_command",
     "reexec",
     "restart_modules",
 ]
@@ -200,33 +201,33 @@ def inherited_handoff() -> Handoff | None:
     return None if value is None else Handoff.decode(value)
 
 
-def reexec(argv: Iterable[str], sock: socket.socket, handoff: Handoff | None = None) -> NoReturn:
-    """Replace this process with ``python -m memento ARGV``, handing it ``sock``
-    and ``handoff``.
+def memento_command(argv: Iterable[str]) -> list[str]:
+    """``python -m memento ARGV``, with this interpreter and its ``-W`` options."""
+    warnings = (f"-W{option}" for option in sys.warnoptions)
+    return [sys.executable, *warnings, "-m", "memento", *argv]
 
-    The interpreter's ``-W`` options are passed again; the environment and
-    the current directory stay. Logs are flushed first. Raises
-    :exc:`OSError` when the interpreter cannot be executed.
+
+def reexec(
+    command: Sequence[str], sock: socket.socket, handoff: Handoff | None = None
+) -> NoReturn:
+    """Replace this process with ``command`` (the interpreter and its
+    arguments, see :func:`memento_command`), handing it ``sock`` and ``handoff``.
+
+    The environment and the current directory stay. Logs are flushed first.
+    Raises :exc:`OSError` when the interpreter cannot be executed.
     """
     fd = sock.fileno()
     sock.set_inheritable(True)
     os.environ[LISTEN_FD] = str(fd)
     if handoff is not None:
         os.environ[HANDOFF] = handoff.encode()
-    command = [
-        sys.executable,
-        *(f"-W{option}" for option in sys.warnoptions),
-        "-m",
-        "memento",
-        *argv,
-    ]
     log.debug("executing %s with the listening socket as descriptor %d", command, fd)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
             stream.flush()
     try:
-        os.execv(sys.executable, command)
+        os.execv(command[0], command)
     except OSError:
         os.environ.pop(LISTEN_FD, None)
         os.environ.pop(HANDOFF, None)
@@ -368,6 +369,10 @@ class RestartWatcher:
         }
         discard_bytecode(source_files(user), only_stale=True)
         return handoff
+
+    def restart_for(self, paths: Iterable[str]) -> None:
+        """Restart at the next look for ``paths``, seen changed by someone else."""
+        self._carried = self._carried | set(paths)
 
     def rescan(self) -> None:
         """Look for newly imported kept modules at the next look (after a reload)."""

@@ -302,3 +302,17 @@ def test_first_successful_import_after_a_failure_is_not_a_reload(make_package):
     edit(pkg / "wsgi.py", APP % "v1")
     assert app.get("/").text == "v1"
     assert (middleware.stats.reloads, middleware.stats.generation, calls) == (0, 1, [])
+
+
+def test_reload_after_a_failure_counts_the_modules_it_imported(make_package, caplog):
+    pkg = make_shop(make_package)
+    app = TestApp(wrap("page"), lint=True)
+    assert app.get("/").text == "v1"
+    edit(pkg / "wsgi.py", "def app(:\n")
+    app.get("/", status=500)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="memento"):
+        fix(pkg)
+        assert app.get("/").text == "v2"
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reloaded")]
+    assert line.startswith("reloaded 3 modules in"), line

@@ -244,8 +244,22 @@ def test_bottle_route_edit_is_served(copy_example, wrap):
     assert app.get("/hello/ann").text == "Howdy, ann!"
 
 
-def test_bottle_template_edit_is_served_when_watched(copy_example, wrap):
-    # routes.py empties bottle's template cache in __memento_unload__
+@pytest.fixture
+def bottle_templates() -> Iterator[None]:
+    """Empty bottle's template cache, global to the process, before and after.
+
+    It is keyed by the ``id()`` of the lookup list: an earlier test's entry
+    could answer for a new list that got the same ``id()``.
+    """
+    import bottle
+
+    bottle.TEMPLATES.clear()
+    yield
+    bottle.TEMPLATES.clear()
+
+
+def test_bottle_template_edit_is_served_when_watched(copy_example, wrap, bottle_templates):
+    # memento empties bottle's template cache before each reload
     pkg = copy_example("bottle_app")
     app = TestApp(wrap("bottle_app.wsgi:app", watch=[str(pkg / "views")]), lint=True)
     app.get("/").mustcontain("<h1>In stock</h1>", "<li>pear</li>")

@@ -21,9 +21,3 @@ def index() -> str:
 @app.route("/hello/<name>")
 def hello(name: str) -> str:
     return f"Hello, {name}!"
-
-
-def __memento_unload__() -> None:
-    # bottle caches compiled templates in its own module, which memento never
-    # forgets: empty the cache so that the next generation reads them again.
-    bottle.TEMPLATES.clear()

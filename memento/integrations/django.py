@@ -25,14 +25,21 @@ from . import Integration, under, user_folders
 
 __all__ = ["DjangoIntegration", "serves"]
 
+#: How many middlewares around Django's handler are looked through.
+WRAPPERS = 4
+
 
 def serves(app: object) -> bool:
-    """Whether the application is Django's: its handler, or anything once Django is set up."""
+    """Whether the application is Django's handler, or a middleware around it
+    (WhiteNoise, the static files handler: ``.application``, ``.app``)."""
     handlers = sys.modules.get("django.core.handlers.wsgi")
-    if handlers is not None and isinstance(app, handlers.WSGIHandler):
-        return True
-    registry = sys.modules.get("django.apps.registry")
-    return registry is not None and registry.apps.ready
+    if handlers is None:
+        return False
+    for _ in range(WRAPPERS):
+        if isinstance(app, handlers.WSGIHandler):
+            return True
+        app = getattr(app, "application", None) or getattr(app, "app", None)
+    return False
 
 
 def is_half_set_up() -> bool:

@@ -1,0 +1,6 @@
+from django.contrib import admin
+
+from .models import Choice, Question
+
+admin.site.register(Question)
+admin.site.register(Choice)
