@@ -432,3 +432,56 @@ def test_example_project_migrates_and_serves_a_utility_edit(tmp_path, processes)
     replace_in(project / "polls" / "views.py", "headline(len(latest))", "'Polls: ' + headline(0)")
     served(server, base, "polls/", "<h1>Polls: 0 questions</h1>", "the view edit")
     assert get(base + "polls/1/")[0] == 404
+
+
+MEMORY_SCRIPT = """\
+import gc
+import sys
+import time
+import weakref
+
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+
+from django_project import replace_in
+from webtest import TestApp
+
+import memento
+
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+views = Path("polls") / "views.py"
+with memento.Mori("mysite.wsgi:application", interval=0, events=False) as mori:
+    app = TestApp(mori, lint=True)
+    generations = []
+    for number in range(1, 106):
+        replace_in(views, f'"view-v{{number}}"', f'"view-v{{number + 1}}"')
+        app.get("/polls/").mustcontain(f"view-v{{number + 1}}")
+        app.get("/admin/login/")
+        generations.append(weakref.ref(sys.modules["polls.views"]))
+        if number == 5:  # the first reloads warm the allocator and Django's caches up
+            before = rss_mb()
+    growth = rss_mb() - before
+    deadline = time.monotonic() + 5  # the leak check runs once reloads are quiet for a second
+    while True:
+        gc.collect()
+        alive = sum(ref() is not None for ref in generations[:-1])
+        if alive <= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert alive <= 1, f"{{alive}} old generations of polls.views alive"
+    assert mori.stats.alive <= 1, mori.stats
+    assert growth < 10, f"RSS grew by {{growth:.1f}} MB over 100 view edits"
+print("ok")
+"""
+
+
+def test_old_generations_are_garbage_over_100_view_edits_in_process(project):
+    script = MEMORY_SCRIPT.format(tests=str(TESTS))
+    result = run_python(script, project, timeout=120)
+    assert result.stdout.strip().endswith("ok"), result.stdout + result.stderr
