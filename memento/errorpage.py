@@ -23,9 +23,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from html import escape
 
 from ._compat import resources_files
+from .integrations import RestartNeeded
 
 STATUS = "500 Internal Server Error"
 TITLE = "memento: reload failed"
+RESTART_TITLE = "memento: restart needed"
 
 _CAUSE = "The above exception was the direct cause of the following exception:"
 _CONTEXT = "During handling of the above exception, another exception occurred:"
@@ -87,6 +89,7 @@ class _Report:
     links: tuple[_Link, ...]  # oldest first, as Python prints them
     changed: tuple[str, ...]
     formatted: str  # the traceback as Python formats it
+    heading: str = TITLE
 
     @property
     def last(self) -> _Link:
@@ -233,7 +236,8 @@ def _report(error: BaseException, changed: Sequence[str]) -> _Report:
     summary = traceback.TracebackException.from_exception(error)
     links = tuple(reversed(list(_links(error, summary))))
     formatted = "".join(summary.format())
-    return _Report(links, tuple(os.fspath(path) for path in changed), formatted)
+    heading = RESTART_TITLE if isinstance(error, RestartNeeded) else TITLE
+    return _Report(links, tuple(os.fspath(path) for path in changed), formatted, heading)
 
 
 def _links(
@@ -442,8 +446,8 @@ def _html_page(report: _Report, show_traceback: bool, generation: int | None) ->
     else:
         details = f'<section class="card note"><p>{escape(_HIDDEN)}</p></section>'
     return _template("error.html").substitute(
-        title=escape(f"{TITLE}: {last.kind}"),
-        heading=escape(TITLE),
+        title=escape(f"{report.heading}: {last.kind}"),
+        heading=escape(report.heading),
         status=escape(STATUS),
         generation=_html_generation(generation),
         kind=escape(last.kind),
@@ -616,7 +620,9 @@ def _text_page(report: _Report, show_traceback: bool, generation: int | None) ->
         summary.append(f"  in {_where(last.syntax, show_traceback)}")
     details = report.formatted.rstrip("\n") if show_traceback else _HIDDEN
     return _template("error.txt").substitute(
-        heading=TITLE if generation is None else f"{TITLE} (generation {generation})",
+        heading=report.heading
+        if generation is None
+        else f"{report.heading} (generation {generation})",
         summary="\n".join(summary),
         changed=_text_changed(report.changed, show_traceback),
         details=details,

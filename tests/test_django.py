@@ -349,7 +349,7 @@ with memento.Mori("mysite.wsgi:application", interval=0, events=False) as mori:
     replace_in(polls / "models.py", "return self.question_text", new_str)
     for _ in range(2):  # and it stays so: never the stale model
         page = app.get("/polls/", status=500)
-        assert "restart" in page.text.lower(), page.text
+        assert "memento: restart needed" in page.text, page.text
         assert "Q: " not in page.text and "view-v2" not in page.text, page.text
     warnings = said(logging.WARNING)
     assert any("restart" in m.lower() for m in warnings), said()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from memento import errorpage
+from memento import RestartNeeded, errorpage
 from memento._compat import resources_files
 
 BROWSER_FLAGS = (
@@ -485,3 +485,15 @@ def test_html_page_shows_the_fixed_application_by_itself(live_server, tmp_path):
     assert "the fixed application" in result.stdout, result.stderr
     assert "text/html" in accepts[0]
     assert accepts[1:3] == ["text/plain", "text/plain"]
+
+
+@pytest.mark.parametrize("html", [True, False])
+def test_restart_needed_is_headed_as_such(html):
+    error = RestartNeeded(["/srv/mysite/polls/models.py"], "Django")
+    status, _, body = errorpage.render(
+        error, ["/srv/mysite/polls/models.py"], html=html, show_traceback=False
+    )
+    page = body.decode()
+    assert status.startswith("500")
+    assert "memento: restart needed" in page and "reload failed" not in page
+    assert "models.py" in page and "/srv/mysite" not in page
