@@ -7,6 +7,8 @@
   memento after a number of reloads, each driven by an edit and a direct
   WSGI call.
 * ``profile``: cProfile of one memento reload.
+* ``detect``: with the watcher, the time from a lone save to the reload
+  starting and to its end, no request made (the reload runs ahead of it).
 
 ::
 
@@ -292,6 +294,55 @@ def overhead(args: argparse.Namespace) -> dict:
     }
 
 
+def detect(args: argparse.Namespace) -> dict:
+    """Save → reload start and save → reload end with the watcher, no request made.
+
+    The start is when the middleware's reload begins (what the gate waited
+    for and the watcher gathered are before it); the end when it is done.
+    """
+    import memento
+
+    app = memento.Mori(args.app, events=True, scope=args.scope)
+    path = marker_path(args.app)
+    call(app)
+    started: list[float] = []
+    reload = app._reload
+
+    def timed(*arguments: Any) -> None:
+        started.append(time.perf_counter())
+        reload(*arguments)
+
+    app._reload = timed  # type: ignore[method-assign]
+    rng = random.Random(2)
+    to_start, to_end = [], []
+    for index in range(args.edits):
+        time.sleep(rng.uniform(0.15, 0.3))
+        reloads = app.stats.reloads
+        value = marker_value(args.seq + index)
+        write_marker(path, value)
+        written = time.perf_counter()
+        deadline = written + 10
+        while app.stats.reloads == reloads and time.perf_counter() < deadline:
+            time.sleep(0.0005)
+        ended = time.perf_counter()
+        if app.stats.reloads == reloads or not started:
+            raise RuntimeError(f"detect: no reload within 10 s of edit {index}")
+        to_start.append(started[-1] - written)
+        to_end.append(ended - written)
+        status, body = call(app)
+        if read_marker(body) != value:
+            raise RuntimeError(f"detect: expected {value!r}, got {status} {body[:200]!r}")
+    app.close()
+    return {
+        "edits": args.edits,
+        "start_samples_ms": [round(s * 1000, 2) for s in to_start],
+        "start_median_ms": round(statistics.median(to_start) * 1000, 2),
+        "start_max_ms": round(max(to_start) * 1000, 2),
+        "end_median_ms": round(statistics.median(to_end) * 1000, 2),
+        "background_reloads": app.stats.reloads,
+    }
+
+
 def profile(args: argparse.Namespace) -> dict:
     """cProfile one reload (the request that finds the edit), after a warm-up reload."""
     app = make_middleware(args)
@@ -358,7 +409,7 @@ def _short(filename: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="in-process benchmark probes")
-    parser.add_argument("probe", choices=("limit", "memory", "profile", "overhead"))
+    parser.add_argument("probe", choices=("limit", "memory", "profile", "overhead", "detect"))
     parser.add_argument("--app-dir", required=True)
     parser.add_argument("--app", required=True, help="pkg.wsgi:app")
     parser.add_argument("--edits", type=int, default=10)
@@ -373,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dump", default=None, help="write the profile text here")
     args = parser.parse_args(argv)
     sys.path.insert(0, args.app_dir)
-    probes = {"limit": limit, "memory": memory, "profile": profile, "overhead": overhead}
+    probes = {
+        "limit": limit,
+        "memory": memory,
+        "profile": profile,
+        "overhead": overhead,
+        "detect": detect,
+    }
     probe = probes[args.probe]
     print(json.dumps(probe(args)))
     return 0

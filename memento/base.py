@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Callable, NoReturn, TypeVar
 
 from . import errorpage, graph, integrations, modules, resolver
+from .background import Worker
 from .gate import RequestGate
 from .leaks import Leaks
 from .modules import Generation
@@ -27,6 +28,10 @@ log = logging.getLogger("memento")
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict, StartResponse], Iterable[bytes]]
 Hook = TypeVar("Hook", bound=Callable[["ReloadInfo"], Any])
+
+#: Longest a reload started by the watcher waits for open responses to
+#: close, in seconds; past that, the next request reloads.
+AHEAD_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class ReloadingMiddleware:
         self._on = False
         self._stats = Stats()
         self._leaks = Leaks()
+        self._ahead = Worker(self._reload_ahead, "memento-reloader")
         self._before: list[Callable[[ReloadInfo], Any]] = []
         self._after: list[Callable[[ReloadInfo], Any]] = []
         if turn_on:
@@ -129,6 +135,9 @@ class ReloadingMiddleware:
         """Turn reloading off: a thin pass-through, no file checks, no forgetting."""
         with self._state:
             self._on = False
+        # outside the lock: a reload under way in the worker takes it to finish
+        self._ahead.stop()
+        with self._state:
             self._close_tracker()
 
     def reload(self) -> None:
@@ -230,7 +239,9 @@ class ReloadingMiddleware:
             return None
         if self.options.reload_on == "manual" and not self.options.watch:
             return None
-        return make_tracker(self.options.interval, events=self.options.events)
+        return make_tracker(
+            self.options.interval, events=self.options.events, on_change=self._ahead.wake
+        )
 
     def _close_tracker(self) -> None:
         if self._tracker is not None:
@@ -283,12 +294,23 @@ class ReloadingMiddleware:
             or self.options.reload_on == "request"
         )
 
-    def _load(self, since_ns: int | None = None) -> None:
+    def _reload_ahead(self) -> None:
+        """The watcher saw changes settle: reload now, before the next request
+        (run by the ``memento-reloader`` thread). Requests that come meanwhile
+        wait for it, or reload themselves while responses are still open."""
+        if self._on and (self._app is not None or self._failure is not None):
+            if self._wants_load():
+                self._load(ahead=True)
+
+    def _load(self, since_ns: int | None = None, *, ahead: bool = False) -> None:
         # Edits made from now on (while open responses drain, while modules
         # import) are either imported by this reload or reported after it:
         # tracking again compares with the stamps last looked at.
         since = time.time_ns() if since_ns is None else since_ns
-        with self._gate.exclusive(self.options.drain_timeout):
+        drain = min(self.options.drain_timeout, AHEAD_WAIT) if ahead else self.options.drain_timeout
+        with self._gate.exclusive(drain, idle=ahead) as claimed:
+            if not claimed:
+                return  # responses stayed open: the next request reloads
             with self._state:
                 if self._app is not None and not (self._on and self._due()):
                     return

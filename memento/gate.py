@@ -25,6 +25,7 @@ class RequestGate:
         self._cond = threading.Condition(threading.Lock())
         self._open = 0
         self._reloading = False
+        self._idle_waiters = 0
         self._by_thread: dict[int, int] = {}
 
     @property
@@ -50,31 +51,55 @@ class RequestGate:
             left = self._by_thread.pop(token) - 1
             if left:
                 self._by_thread[token] = left
-            if self._reloading:
+            if self._reloading or (self._idle_waiters and not self._open):
                 self._cond.notify_all()
 
     @contextmanager
-    def exclusive(self, drain_timeout: float) -> Iterator[None]:
-        """Run the body with no request in flight in any other thread.
+    def exclusive(self, drain_timeout: float, *, idle: bool = False) -> Iterator[bool]:
+        """Run the body with no request in flight in any other thread; yields
+        whether it holds the gate.
 
         Responses this thread left open are not waited for (test clients
         never close theirs); others are waited for at most ``drain_timeout``
         seconds, after which the reload proceeds and says so.
+
+        ``idle`` (a reload no request asked for): new requests go on while
+        open responses are waited for, the gate is taken only once none is
+        open, and the body runs without it (``False``) when that did not
+        happen within ``drain_timeout``.
         """
         with self._cond:
-            while self._reloading:
-                self._cond.wait()
-            self._reloading = True
-            try:
-                self._drain(drain_timeout)
-            except BaseException:
-                self._release()
-                raise
+            if idle:
+                claimed = self._wait_idle(drain_timeout)
+            else:
+                while self._reloading:
+                    self._cond.wait()
+                claimed = self._reloading = True
+                try:
+                    self._drain(drain_timeout)
+                except BaseException:
+                    self._release()
+                    raise
         try:
-            yield
+            yield claimed
         finally:
-            with self._cond:
-                self._release()
+            if claimed:
+                with self._cond:
+                    self._release()
+
+    def _wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        self._idle_waiters += 1
+        try:
+            while self._reloading or self._open:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        finally:
+            self._idle_waiters -= 1
+        self._reloading = True
+        return True
 
     def _drain(self, timeout: float) -> None:
         own = self._by_thread.get(threading.get_ident(), 0)

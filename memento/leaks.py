@@ -287,7 +287,10 @@ def _like(old: Any, receiver: Any, signal: Any) -> Any:
     """``receiver`` held as ``old`` was: weakly (with Django's finalizer) or not."""
     if not _is(old, weakref.ref):
         return receiver
-    weakref.finalize(receiver, signal._remove_receiver)
+    remove = getattr(signal, "_remove_receiver", None)
+    if remove is None:  # Django 6.1 and later flag dead receivers from the reference
+        return weakref.ref(receiver, signal._flag_dead_receivers)
+    weakref.finalize(receiver, remove)
     return weakref.ref(receiver)
 
 

@@ -17,7 +17,7 @@ import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 __all__ = [
     "SETTLE_LIMIT",
@@ -432,17 +432,25 @@ class PollingTracker(_StampTracker):
         return current
 
 
-def make_tracker(interval: float, *, events: bool | None = None, settle: float = SETTLE) -> Tracker:
+def make_tracker(
+    interval: float,
+    *,
+    events: bool | None = None,
+    settle: float = SETTLE,
+    on_change: Callable[[], object] | None = None,
+) -> Tracker:
     """Return the tracker to use: file-system events when available, else polling.
 
     ``events`` ``None`` uses :mod:`watchfiles` when it is installed, ``True``
     requires it (:exc:`ImportError` otherwise), ``False`` polls every
-    ``interval`` seconds.
+    ``interval`` seconds. ``on_change()``: called by the watcher thread when
+    events came for tracked paths (so :meth:`Tracker.changed` has something
+    to report); the poller never calls it, it looks when asked.
     """
     if events is None:
         events = importlib.util.find_spec("watchfiles") is not None
     if events:
         from ._watchfiles import WatchfilesTracker
 
-        return WatchfilesTracker(settle=settle)
+        return WatchfilesTracker(settle=settle, on_change=on_change)
     return PollingTracker(interval, settle=settle)

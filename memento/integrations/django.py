@@ -53,15 +53,19 @@ class DjangoIntegration(Integration):
 
     name = "Django"
 
-    def __init__(self, held: frozenset[str]) -> None:
+    def __init__(self, held: frozenset[str], template_dirs: tuple[str, ...] = ()) -> None:
         self._held = held
-        self._template_dirs: tuple[str, ...] = ()
+        self._template_dirs = template_dirs
 
     @classmethod
     def make(cls, previous: Integration | None, app_module: str) -> DjangoIntegration:
-        """The integration for a new generation; the first decides what is held."""
+        """The integration for a new generation; the first decides what is held.
+
+        The template folders stay those of the generation before until the
+        new one has loaded its template engines.
+        """
         if isinstance(previous, DjangoIntegration):
-            return cls(previous.held())
+            return cls(previous.held(), previous.watch())
         return cls(setup_modules(app_module))
 
     def held(self) -> frozenset[str]:
