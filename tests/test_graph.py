@@ -510,3 +510,45 @@ def test_proxies_in_globals_are_not_touched(write: Write) -> None:
         "shop.admin",
         "shop.wsgi",
     }
+
+
+def test_django_include_strings_and_the_root_urlconf(write: Write) -> None:
+    # mysite.urls names polls.urls only in a string; nothing imports mysite.urls:
+    # Django imports the ROOT_URLCONF by name, a root forgotten with the app.
+    root = write(
+        {
+            "mysite/__init__.py": "",
+            "mysite/wsgi.py": "application = object()\n",
+            "mysite/urls.py": """\
+                from django.urls import include, path
+
+                urlpatterns = [
+                    path("polls/", include("polls.urls")),
+                    path("shop/", include(("shop.urls", "shop"))),
+                ]
+                """,
+            "polls/__init__.py": "",
+            "polls/urls.py": "from . import views\nurlpatterns = []\n",
+            "polls/views.py": "def index(request):\n    return None\n",
+            "polls/forms.py": "",
+            "shop/__init__.py": "",
+            "shop/urls.py": "urlpatterns = []\n",
+        }
+    )
+    pytest.importorskip("django")
+    generation = owned("mysite.wsgi", "mysite.urls", "polls.forms", "shop.urls")
+    edit(root / "polls/views.py", "def index(request):\n    return 1\n")
+    changed = [str(root / "polls/views.py")]
+    assert graph.to_forget(generation, changed, "mysite.wsgi", roots=["mysite.urls"]) == {
+        "polls.views",
+        "polls.urls",
+        "mysite.urls",
+        "mysite.wsgi",
+    }
+    edit(root / "shop/urls.py", "urlpatterns = [1]\n")
+    changed = [str(root / "shop/urls.py")]
+    assert graph.to_forget(generation, changed, "mysite.wsgi") == {
+        "shop.urls",
+        "mysite.urls",
+        "mysite.wsgi",
+    }
