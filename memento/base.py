@@ -21,6 +21,7 @@ from .gate import RequestGate
 from .leaks import Leaks
 from .modules import Generation
 from .options import Options
+from .patch import Patcher
 from .tracking import Tracker, make_tracker
 
 log = logging.getLogger("memento")
@@ -41,7 +42,10 @@ class ReloadInfo:
     ``changed``: the paths that triggered it; ``forgotten``: the module names
     forgotten; ``duration``: seconds; ``error``: the exception that made it
     fail, or ``None``; ``generation``: the number of the code generation
-    serving after it (unchanged by a failure).
+    serving after it (unchanged by a failure); ``path``: how the edit was
+    brought in: ``"functions"`` (code swapped in place), ``"dependents"``,
+    ``"all"`` (modules forgotten and imported) or ``"refresh"`` (a framework's
+    caches reset).
     """
 
     changed: tuple[str, ...] = ()
@@ -49,6 +53,7 @@ class ReloadInfo:
     duration: float = 0.0
     error: BaseException | None = None
     generation: int = 0
+    path: str = "all"
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,7 @@ class ReloadingMiddleware:
         self._on = False
         self._stats = Stats()
         self._leaks = Leaks()
+        self._patcher = Patcher(self.options.scope == "functions")
         self._ahead = Worker(self._reload_ahead, "memento-reloader")
         self._before: list[Callable[[ReloadInfo], Any]] = []
         self._after: list[Callable[[ReloadInfo], Any]] = []
@@ -326,8 +332,12 @@ class ReloadingMiddleware:
         first = self._stats.generation == 0
         if not first and self._serves_without_import(changed, since):
             return
+        if not first and self._patched(changed, since):
+            return
         old = {} if first else self._to_forget(changed)
-        info = ReloadInfo(changed, tuple(sorted(old)), 0.0, None, self._stats.generation)
+        info = ReloadInfo(
+            changed, tuple(sorted(old)), 0.0, None, self._stats.generation, self._path(old)
+        )
         if not first:
             self._run_hooks(self._before, info)
         kept = self._kept_children(old)
@@ -344,7 +354,7 @@ class ReloadingMiddleware:
         importlib.invalidate_caches()
         linecache.checkcache()
         before = set(sys.modules)
-        with modules.recording_handlers() as handlers:
+        with modules.recording_handlers() as handlers, self._patcher.recording():
             try:
                 if not first:
                     self._integration.before_import()
@@ -379,7 +389,7 @@ class ReloadingMiddleware:
         if self._app is None or self._unloaded or not self._integration.refreshes(changed):
             return False
         started = time.perf_counter()
-        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation)
+        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, "refresh")
         self._run_hooks(self._before, info)
         self._integration.refresh(changed)
         info = replace(
@@ -388,6 +398,31 @@ class ReloadingMiddleware:
         self._succeed(self._app, info, [], since, False)
         self._run_hooks(self._after, info)
         return True
+
+    def _patched(self, changed: tuple[str, ...], since: int) -> bool:
+        """``scope="functions"``: serve edits of function bodies by swapping their code."""
+        if self._app is None or self._unloaded:
+            return False
+        started = time.perf_counter()
+        plan = self._patcher.plan(changed, self._generation)
+        if plan is None:
+            return False
+        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, "functions")
+        self._run_hooks(self._before, info)
+        self._patcher.apply(plan)
+        log.debug("patched %s in place", plan.describe())
+        info = replace(
+            info, duration=time.perf_counter() - started, generation=self._stats.generation + 1
+        )
+        self._succeed(self._app, info, [], since, False)
+        self._run_hooks(self._after, info)
+        return True
+
+    def _path(self, old: Generation) -> str:
+        """What ``_to_forget`` chose: ``"all"`` or a part of it."""
+        if self.options.scope == "all" or not old or old.keys() >= self._forgettable().keys():
+            return "all"
+        return "dependents"
 
     def _hold(self, info: ReloadInfo, since: int) -> None:
         """Never serve an edit that needs a restart as if it were reloaded."""
@@ -402,7 +437,7 @@ class ReloadingMiddleware:
 
     def _to_forget(self, changed: tuple[str, ...]) -> Generation:
         owned = self._forgettable()
-        if self.options.scope != "dependents":
+        if self.options.scope == "all":
             return owned
         names = graph.to_forget(
             owned, changed, self.resolver.module, roots=self._integration.roots()
@@ -432,7 +467,8 @@ class ReloadingMiddleware:
             )
             self._track(since)
             self._modules_seen, self._loaded_ns = len(sys.modules), since
-        if self.options.scope == "dependents":
+        self._patcher.loaded(self._generation, since)
+        if self.options.scope != "all":
             self._warm_graph()
         if first:
             log.info(

@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 log = logging.getLogger("memento")
 
 RELOAD_ON = ("change", "request", "manual")
-SCOPES = ("all", "dependents")
+SCOPES = ("all", "dependents", "functions")
 ON_ERROR = ("page", "keep", "raise")
 
 #: ``fn(info, environ, start_response)`` answering in place of the error page.

@@ -89,15 +89,19 @@ def make_app(app_dir: Path) -> Callable[[str, dict[str, str]], Path]:
     return make
 
 
-@pytest.fixture(params=sorted(POLICIES))
+@pytest.fixture(params=[*sorted(POLICIES), "mori-functions"])
 def wrap(request: pytest.FixtureRequest) -> Callable[..., memento.base.ReloadingMiddleware]:
-    """Wrap a statement with the parametrized policy; polling on every request by default."""
+    """Wrap a statement with the parametrized policy (and scope, after a dash);
+    polling on every request by default."""
 
     def make(statement: str, **options: Any) -> memento.base.ReloadingMiddleware:
         options.setdefault("interval", 0)
         options.setdefault("events", False)
+        policy, _, scope = request.param.partition("-")
+        if scope:
+            options.setdefault("scope", scope)
         package = statement.partition(":")[0].partition(".")[0]
-        return POLICIES[request.param](statement, package, **options)
+        return POLICIES[policy](statement, package, **options)
 
     return make
 
