@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Callable, NoReturn, TypeVar
 
-from . import errorpage, graph, integrations, modules, resolver
+from . import errorpage, graph, integrations, live, modules, resolver
 from .background import Worker
 from .gate import RequestGate
 from .leaks import Leaks
@@ -105,6 +105,9 @@ class ReloadingMiddleware:
         self._ahead = Worker(self._reload_ahead, "memento-reloader")
         self._before: list[Callable[[ReloadInfo], Any]] = []
         self._after: list[Callable[[ReloadInfo], Any]] = []
+        self._live = None if not self.options.live else live.Live(
+            self, lambda: self._on and self._wants_load() and self._load(), self.options.live
+        )
         if turn_on:
             self.turn_on()
 
@@ -197,6 +200,12 @@ class ReloadingMiddleware:
             # The application calls itself (a sub-request): it is served by
             # the generation already serving the outer request.
             return self._call(self._app, self._failure, environ, start_response)
+        if self._live is not None:  # its endpoint is answered outside the gate
+            return self._live(environ, start_response, self._respond)
+        return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """Serve one outer request: reload first when due, then call through the gate."""
         if self._wants_load():
             self._load()
         token = self._gate.enter()
@@ -605,22 +614,22 @@ def closing(iterable: Iterable[bytes], on_close: Callable[[], None]) -> ClosingR
 
 class ClosingResponse:
     """A response iterable that runs ``on_close`` once, after the application's
-    iterable was closed; iteration passes straight through (nothing buffered)."""
+    iterable was closed; iteration passes straight through (nothing buffered).
+    Two threads closing it at once close it once."""
 
-    __slots__ = ("_iterable", "_on_close", "_closed")
+    __slots__ = ("_iterable", "_on_close", "_closing")
 
     def __init__(self, iterable: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._iterable = iterable
         self._on_close = on_close
-        self._closed = False
+        self._closing = threading.Lock()  # taken by the first close(), never released
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable)
 
     def close(self) -> None:
-        if self._closed:
+        if not self._closing.acquire(blocking=False):
             return
-        self._closed = True
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:

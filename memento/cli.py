@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from . import __version__, restart
+from . import __version__, live, restart
 from .assassin import Assassin
 from .base import ReloadInfo, ReloadingMiddleware
 from .integrations import RestartNeeded
@@ -66,6 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
     serving.add_argument("--server", choices=("auto", "waitress", "wsgiref"), default="auto")
     serving.add_argument("--threads", type=int, default=8, metavar="N")
     serving.add_argument(
+        "--live", action="store_const", const=True, default=False,
+        help="HTML pages refresh themselves in the browser after each reload"
+        " (loopback clients)",
+    )
+    serving.add_argument(
+        "--live-all", dest="live", action="store_const", const="all",
+        help="as --live, for every client",
+    )
+    serving.add_argument(
         "--app-dir", default=".", metavar="DIR",
         help="put DIR first on sys.path (default: the current directory)",
     )
@@ -80,9 +89,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(arguments)
     if args.threads < 1:
-        parser.error(f"--threads: expected a number >= 1, got {args.threads!r}")
+        return bad_value(f"--threads: expected a number >= 1, got {args.threads!r}")
     if not 0 <= args.port <= 65535:
-        parser.error(f"--port: expected 0 to 65535, got {args.port!r}")
+        return bad_value(f"--port: expected 0 to 65535, got {args.port!r}")
     configure_logging(args.verbose)
     sys.path.insert(0, os.path.abspath(args.app_dir))
     try:
@@ -90,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         app = make_app(args, restart.restart_modules(patterns))
         server_class = choose_server(args.server)
     except ValueError as exc:
-        parser.error(str(exc))
+        return bad_value(str(exc))
     return run_server(
         app,
         Listen(args.host, args.port, server_class, args.threads),
@@ -98,6 +107,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         patterns=patterns,
         kept=kept_names(app, args),
     )
+
+
+def bad_value(message: str) -> int:
+    """Say what is wrong with a value in one line; returns exit status 2.
+
+    argparse's usage text is for bad flags, not for a resolver that does not import.
+    """
+    print(f"memento: error: {message}", file=sys.stderr)
+    return 2
 
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -273,6 +291,7 @@ def make_app(args: argparse.Namespace, restarted: Sequence[str] = ()) -> Reloadi
         "scope": args.scope,
         "interval": args.interval,
         "watch": args.watch,
+        "live": args.live,
     }
     if args.assassin:
         if args.keep:
@@ -369,11 +388,13 @@ class WaitressServer(Server):
         finally:
             with self._lock:
                 self._closed = True
+            live.release_all()  # held polls would keep their threads busy
             self._server.task_dispatcher.shutdown()
             self._asyncore.close_all(self._map, ignore_all=True)
 
     def stop(self) -> None:
         self._stopping.set()
+        live.release_all()  # held polls would keep the drain waiting
         with self._lock:
             if not self._closed:
                 self._server.pull_trigger()
@@ -498,6 +519,7 @@ class WsgirefServer(Server):
     def stop(self) -> None:
         # shutdown() waits for serve_forever() to return: never from its own thread
         self._stopping.set()
+        live.release_all()
         self._server.shutdown()
 
 

@@ -82,6 +82,16 @@ def as_show_tracebacks(value: object) -> bool | None:
     return as_bool(value, "show_tracebacks")
 
 
+def as_live(value: object) -> bool | str:
+    """Read ``live``: a boolean (on for loopback clients) or ``"all"`` (every client)."""
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return "all"
+    try:
+        return as_bool(value, "live")
+    except ValueError:
+        raise ValueError(f"live: expected a boolean or 'all', got {value!r}") from None
+
+
 def as_watch(value: object) -> tuple[str, ...]:
     """Read ``watch`` entries as absolute paths; a path or glob base must exist."""
     return as_paths(value, "watch")
@@ -129,6 +139,7 @@ class Options:
     keep: tuple[str, ...] = ()
     drain_timeout: float = 10.0
     events: bool | None = None
+    live: bool | str = False
 
     @classmethod
     def read(cls, **values: Any) -> Options:
@@ -146,5 +157,10 @@ class Options:
             "keep": lambda v: as_list(v, "keep"),
             "drain_timeout": lambda v: as_seconds(v, "drain_timeout"),
             "events": lambda v: None if v is None else as_bool(v, "events"),
+            "live": as_live,
         }
-        return cls(**{name: readers[name](value) for name, value in values.items()})
+        options = cls(**{name: readers[name](value) for name, value in values.items()})
+        if options.live and options.reload_on == "request":
+            # every request would make a new generation, and every page reload
+            raise ValueError("live: needs reload_on 'change' or 'manual', got 'request'")
+        return options

@@ -17,7 +17,16 @@ from .mori import Mori
 from .options import as_bool, as_list
 
 _OPTION_KEYS = frozenset(
-    {"reload_on", "scope", "interval", "watch", "on_error", "show_tracebacks", "drain_timeout"}
+    {
+        "reload_on",
+        "scope",
+        "interval",
+        "watch",
+        "on_error",
+        "show_tracebacks",
+        "drain_timeout",
+        "live",
+    }
 )
 _MORI_KEYS = _OPTION_KEYS | {"app", "reload", "keep", "events"}
 _ASSASSIN_KEYS = _OPTION_KEYS | {"app", "reload", "packages", "exceptions", "events"}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,21 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from chromium import BROWSERS, find_browser  # noqa: E402
+from chromium import FLAGS as BROWSER_FLAGS  # noqa: E402
+
 from memento import errorpage  # noqa: E402
 from memento.resolver import resolve  # noqa: E402
-
-BROWSERS = ("chromium", "chromium-browser", "google-chrome")
-BROWSER_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
 
 SHOP = {
     "__init__.py": '"""A small shop."""\n',
@@ -72,15 +61,6 @@ SHOP = {
             return [views.product_list(environ)]
         """,
 }
-
-
-def find_browser() -> str | None:
-    """The path of a Chromium-like browser, or ``None``."""
-    for name in BROWSERS:
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 def screenshot(

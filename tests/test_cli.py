@@ -136,6 +136,49 @@ def test_bad_input_exits_2_with_one_line(shop, args, named):
     assert named in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["shop.wsgi:app("],
+        ["nosuchmodule.wsgi:app"],
+        ["shop.wsgi:app", "--interval", "-1"],
+        ["--threads", "0", "shop.wsgi:app"],
+        ["--port", "70000", "shop.wsgi:app"],
+        ["--live", "--reload-on", "request", "shop.wsgi:app"],
+    ],
+)
+def test_bad_value_is_one_line_without_usage(shop, args):
+    result = run_cli(args, shop)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("memento: error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_bad_flag_keeps_the_usage_text(shop):
+    result = run_cli(["--bogus", "shop.wsgi:app"], shop)
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: memento")
+
+
+def test_live_flags():
+    from memento.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["x:app"]).live is False
+    assert parser.parse_args(["--live", "x:app"]).live is True
+    assert parser.parse_args(["--live-all", "x:app"]).live == "all"
+
+
+def test_live_page_from_the_command_line(shop, serve):
+    edit(
+        shop / "shop" / "wsgi.py",
+        APP.replace("text/plain", "text/html") % "<html><body>live</body></html>",
+    )
+    served = serve("--live", "shop.wsgi:app")
+    assert "data-memento-live" in served.get()
+    assert served.stop()[0] == 0
+
+
 def test_version(shop):
     result = run_cli(["--version"], shop)
     assert result.returncode == 0

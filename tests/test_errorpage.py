@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,21 +12,12 @@ from html import escape, unescape
 from pathlib import Path
 
 import pytest
+from chromium import FLAGS as BROWSER_FLAGS
+from chromium import require_browser
 
 from memento import RestartNeeded, errorpage
 from memento._compat import resources_files
 
-BROWSER_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-)
 BROWSER_TIMEOUT = 90
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 RENDER_SCRIPT = Path(__file__).with_name("render_errorpage.py")
@@ -79,14 +69,6 @@ def chained(context: bool) -> BaseException:
     except RuntimeError as exc:
         return exc
     raise AssertionError("no exception raised")
-
-
-def find_browser() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
 
 
 # -- negotiation and loopback -----------------------------------------------
@@ -405,9 +387,7 @@ def test_templates_are_package_data():
 
 
 def screenshot(page_path: Path, output: Path, profile: Path) -> None:
-    browser = find_browser()
-    if browser is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
+    browser = require_browser()
     command = [
         browser,
         *BROWSER_FLAGS,
@@ -437,8 +417,7 @@ def test_html_page_renders_in_a_browser(tmp_path):
 
 
 def test_render_script_writes_a_screenshot(tmp_path):
-    if find_browser() is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
+    require_browser()
     output = tmp_path / "errorpage.png"
     result = subprocess.run(
         [sys.executable, str(RENDER_SCRIPT), str(output)],
@@ -451,9 +430,7 @@ def test_render_script_writes_a_screenshot(tmp_path):
 
 
 def test_html_page_shows_the_fixed_application_by_itself(live_server, tmp_path):
-    browser = find_browser()
-    if browser is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH")
+    browser = require_browser()
     error = chained(context=False)
     accepts: list[str] = []
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -104,3 +105,47 @@ def test_response_closed_in_another_thread_counts_out():
     wait_until(lambda: gate.open_responses == 0, what="the response to count out")
     with gate.exclusive(0.5):
         pass
+
+
+
+def _close_at_once(threads: int) -> tuple[int, list[BaseException], int]:
+    """Close one response from ``threads`` threads released together; returns
+    how often the application's close() ran, the errors, the responses left open."""
+    from memento.base import closing
+
+    gate = RequestGate()
+    token = gate.enter()
+    closes: list[int] = []
+    errors: list[BaseException] = []
+
+    class Body(list):
+        def close(self) -> None:
+            closes.append(1)
+
+    response = closing(Body([b"x"]), lambda: gate.leave(token))
+    start = threading.Barrier(threads)
+
+    def close() -> None:
+        start.wait(5)
+        try:
+            response.close()
+        except BaseException as exc:  # leaving the gate twice raises
+            errors.append(exc)
+
+    workers = [threading.Thread(target=close) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(5)
+    return len(closes), errors, gate.open_responses
+
+
+def test_response_closed_by_several_threads_at_once_is_closed_once():
+    # switch threads as often as possible, so that a race would show
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(200):
+            assert _close_at_once(8) == (1, [], 0)
+    finally:
+        sys.setswitchinterval(previous)
