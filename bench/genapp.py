@@ -618,11 +618,18 @@ def index():
 SQLA_BLUEPRINTS = ("main", "auth", "blog", "search", "users")
 
 
-def generate_sqla(directory: Path | str, package: str, *, marker: str = "initial") -> AppInfo:
+def generate_sqla(
+    directory: Path | str, package: str, *, marker: str = "initial", extensions: bool = False
+) -> AppInfo:
     """Write the issue 11 application: a factory in the package's ``__init__``,
     five blueprints (``main`` serves ``/``), Flask-SQLAlchemy models with a
     ``before_commit`` session listener, Flask-Login's user loader, a sqlite
-    file next to the package; ``wsgi.py`` calls the factory."""
+    file next to the package; ``wsgi.py`` calls the factory.
+
+    ``extensions``: ``db`` and ``login`` live in ``extensions.py`` (the
+    layout Flask's docs suggest for factories), imported from there by the
+    package, the models and the blueprints; the statement is then
+    ``package:create_app()``, the application's module the package itself."""
     root = Path(directory).resolve()
     pkg = root / package
     if pkg.exists():
@@ -640,6 +647,10 @@ def generate_sqla(directory: Path | str, package: str, *, marker: str = "initial
     for name in SQLA_BLUEPRINTS:
         prefix = "/" if name == "main" else f"/{name}"
         files[f"{name}.py"] = SQLA_BLUEPRINT.format(name=name, prefix=prefix)
+    if extensions:
+        files = {name: _from_extensions(source) for name, source in files.items()}
+        files["extensions.py"] = SQLA_EXTENSIONS
+        del files["wsgi.py"]
     for relpath, source in files.items():
         path = pkg / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -652,14 +663,36 @@ def generate_sqla(directory: Path | str, package: str, *, marker: str = "initial
         flavour=SQLA,
         modules=len(files),
         marker=str(pkg / "marker.py"),
-        statement=f"{package}.wsgi:app",
+        statement=f"{package}:create_app()" if extensions else f"{package}.wsgi:app",
         dependents=(
             f"{package}.marker",
             *(f"{package}.{name}" for name in SQLA_BLUEPRINTS),
             package,
-            f"{package}.wsgi",
+            *(() if extensions else (f"{package}.wsgi",)),
         ),
     )
+
+
+SQLA_EXTENSIONS = """\
+\"\"\"The extensions the factory sets up on each application.\"\"\"
+
+from flask_login import LoginManager
+from flask_sqlalchemy import SQLAlchemy
+
+db = SQLAlchemy()
+login = LoginManager()
+"""
+
+
+def _from_extensions(source: str) -> str:
+    """The same module importing ``db`` and ``login`` from ``extensions.py``."""
+    source = source.replace(
+        "from flask_login import LoginManager\nfrom flask_sqlalchemy import SQLAlchemy\n\n"
+        "db = SQLAlchemy()\nlogin = LoginManager()\n",
+        "from .extensions import db, login\n",
+    )
+    source = source.replace("from . import db, login\n", "from .extensions import db, login\n")
+    return source.replace("from . import db\n", "from .extensions import db\n")
 
 
 # -- edits and trees ---------------------------------------------------------------

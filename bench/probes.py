@@ -7,6 +7,8 @@
   memento after a number of reloads, each driven by an edit and a direct
   WSGI call.
 * ``profile``: cProfile of one memento reload.
+* ``edits``: save → fresh through memento with direct WSGI calls (the
+  stat poller, ``interval=0``): each edit's time and modules forgotten.
 * ``detect``: with the watcher, the time from a lone save to the reload
   starting and to its end, no request made (the reload runs ahead of it).
 
@@ -62,7 +64,7 @@ def call(app: WSGIApp, path: str = "/") -> tuple[str, str]:
 
 
 def marker_path(statement: str) -> Path:
-    package = statement.partition(".")[0]
+    package = statement.partition(":")[0].partition(".")[0]
     spec = importlib.util.find_spec(package)
     assert spec is not None and spec.submodule_search_locations
     return Path(list(spec.submodule_search_locations)[0]) / "marker.py"
@@ -294,6 +296,36 @@ def overhead(args: argparse.Namespace) -> dict:
     }
 
 
+def edits(args: argparse.Namespace) -> dict:
+    """Save → fresh answer through memento, no server: reload and first request."""
+    app = make_middleware(args)
+    path = marker_path(args.app)
+    call(app)
+    reload_once(app, path, marker_value(args.seq))  # warm-up
+    rng = random.Random(3)
+    samples, forgotten = [], []
+    for index in range(1, args.edits + 1):
+        time.sleep(rng.uniform(0.05, 0.15))
+        value = marker_value(args.seq + index)
+        write_marker(path, value)
+        written = time.perf_counter()
+        status, body = call(app)
+        samples.append(time.perf_counter() - written)
+        if read_marker(body) != value:
+            raise RuntimeError(f"edits: expected {value!r}, got {status} {body[:200]!r}")
+        assert app.stats.last is not None
+        forgotten.append(len(app.stats.last.forgotten))
+    owned = len(app._forgettable())
+    app.close()
+    return {
+        "edits": args.edits,
+        "samples_ms": [round(s * 1000, 2) for s in samples],
+        **summarize(samples),
+        "forgotten_median": statistics.median(forgotten),
+        "owned": owned,
+    }
+
+
 def detect(args: argparse.Namespace) -> dict:
     """Save → reload start and save → reload end with the watcher, no request made.
 
@@ -409,7 +441,9 @@ def _short(filename: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="in-process benchmark probes")
-    parser.add_argument("probe", choices=("limit", "memory", "profile", "overhead", "detect"))
+    parser.add_argument(
+        "probe", choices=("limit", "memory", "profile", "overhead", "detect", "edits")
+    )
     parser.add_argument("--app-dir", required=True)
     parser.add_argument("--app", required=True, help="pkg.wsgi:app")
     parser.add_argument("--edits", type=int, default=10)
@@ -430,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         "profile": profile,
         "overhead": overhead,
         "detect": detect,
+        "edits": edits,
     }
     probe = probes[args.probe]
     print(json.dumps(probe(args)))

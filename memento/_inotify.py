@@ -43,8 +43,15 @@ _HEADER = struct.Struct("iIII")
 #: A save's writes come within microseconds of each other: once an event
 #: came, more are gathered until none came for this long (seconds).
 QUIET = 0.002
+#: Longest one set gathers events, in seconds: a longer burst is handed
+#: over in parts, so that whoever waits for it to settle sees it go on.
+BATCH = 0.01
 #: Longest a file modified and not yet closed is waited for (seconds).
-WRITE_LIMIT = 0.05
+WRITE_LIMIT = 0.02
+#: One path changed: a save, or the first write of a burst (a checkout, a
+#: formatter). Another look until this long after the first event tells
+#: them apart (seconds).
+LOOK_AGAIN = 0.005
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -101,7 +108,6 @@ def watch(
     stop: Stop,
     ready: threading.Event,
     counts: Callable[[str], bool],
-    limit: float,
 ) -> Iterator[set[str]]:
     """Yield the paths that changed in ``dirs`` (not below them), one set per save or burst.
 
@@ -125,7 +131,11 @@ def watch(
             poller.poll()
             if stop.is_set():
                 return
-            paths = {path for path in _gather(fd, poller, names, stop, limit) if counts(path)}
+            first = time.monotonic()
+            paths = {path for path in _gather(fd, poller, names, stop) if counts(path)}
+            again = LOOK_AGAIN - (time.monotonic() - first)
+            if len(paths) == 1 and again > 0 and poller.poll(again * 1000):
+                paths.update(p for p in _gather(fd, poller, names, stop) if counts(p))
             if paths:
                 yield paths
     finally:
@@ -145,20 +155,19 @@ def _raise(path: str | None = None) -> None:
     raise OSError(code, f"inotify: {os.strerror(code)}", path)
 
 
-def _gather(
-    fd: int, poller: select.poll, names: Mapping[int, str], stop: Stop, limit: float
-) -> set[str]:
+def _gather(fd: int, poller: select.poll, names: Mapping[int, str], stop: Stop) -> set[str]:
     """Read events until none came for :data:`QUIET` seconds and every file
-    modified was closed (at most :data:`WRITE_LIMIT` for that, ``limit`` in all)."""
+    modified was closed (at most :data:`WRITE_LIMIT` for that, :data:`BATCH`
+    while events keep coming)."""
     paths: set[str] = set()
     writing: set[str] = set()
     started = time.monotonic()
     while True:
         _read(fd, names, paths, writing)
         elapsed = time.monotonic() - started
-        if elapsed >= limit or stop.is_set():
+        if stop.is_set() or elapsed >= (WRITE_LIMIT if writing else BATCH):
             return paths
-        wait = QUIET if not writing or elapsed >= WRITE_LIMIT else WRITE_LIMIT - elapsed
+        wait = WRITE_LIMIT - elapsed if writing else QUIET
         if not any(found == fd for found, _ in poller.poll(wait * 1000)):
             return paths
 

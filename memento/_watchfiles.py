@@ -298,7 +298,7 @@ class WatchfilesTracker(_StampTracker):
         if isinstance(stop, _inotify.Stop):
             given = {name: name for name in names.values()}
             counts = self._counts
-            yield from _inotify.watch(given, stop, ready, counts, SETTLE_LIMIT)
+            yield from _inotify.watch(given, stop, ready, counts)
             return
         for changes in watchfiles.watch(
             *names,

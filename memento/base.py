@@ -365,9 +365,10 @@ class ReloadingMiddleware:
         before = set(sys.modules)
         with modules.recording_handlers() as handlers, self._patcher.recording():
             try:
-                if not first:
-                    self._integration.before_import()
-                app: WSGIApp | None = self.resolver.resolve()
+                with modules.binding(kept):
+                    if not first:
+                        self._integration.before_import()
+                    app: WSGIApp | None = self.resolver.resolve()
                 self._integration = integrations.detect(
                     app, self._integration, self.resolver.module
                 )

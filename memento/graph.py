@@ -78,12 +78,12 @@ def to_forget(
 
     Forgotten are: each module whose source file changed, the application's
     module, and then, until nothing is added, every owned module that imports
-    a forgotten one and every owned submodule of a forgotten package. A
-    package's submodules go with it because its new module object lacks the
-    attributes of submodules still in ``sys.modules`` while the application
-    is imported again (``import pkg.sub; pkg.sub.x`` would fail). A forgotten
-    submodule does not take its package along: importing it again binds the
-    new module onto the package.
+    a forgotten one. A forgotten package does not take its submodules along:
+    those that stay are bound on its new module object before its
+    ``__init__`` runs (:func:`memento.modules.binding`), as importing them
+    would, so ``import pkg.sub; pkg.sub.x`` still works. A forgotten
+    submodule does not take its package along either: importing it again
+    binds the new module onto the package.
 
     Module A imports module B when A's source, anywhere in the file (function
     bodies too), has ``import B`` (``import a.b.c`` imports ``a``, ``a.b``
@@ -137,7 +137,7 @@ def to_forget(
         return None
     importers = _importers(generation, scans)
     seeds |= {app_module, *(name for name in roots if name in generation)}
-    names = _close(seeds, importers, _children(generation))
+    names = _close(seeds, importers)
     if _unsure(names, generation, scans):
         return None
     return names
@@ -484,19 +484,8 @@ def _referenced(module: ModuleType, generation: Owners) -> set[str]:
     return found
 
 
-def _children(generation: Owners) -> dict[str, list[str]]:
-    children: dict[str, list[str]] = defaultdict(list)
-    for name in generation:
-        parent = name.rpartition(".")[0]
-        if parent in generation:
-            children[parent].append(name)
-    return children
-
-
-def _close(
-    seeds: set[str], importers: Mapping[str, list[str]], children: Mapping[str, list[str]]
-) -> set[str]:
-    """``seeds`` with their importers and submodules, transitively."""
+def _close(seeds: set[str], importers: Mapping[str, list[str]]) -> set[str]:
+    """``seeds`` with their importers, transitively."""
     names: set[str] = set()
     todo = list(seeds)
     while todo:
@@ -504,7 +493,6 @@ def _close(
         if name not in names:
             names.add(name)
             todo.extend(importers.get(name, ()))
-            todo.extend(children.get(name, ()))
     return names
 
 

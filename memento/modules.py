@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import logging
@@ -172,6 +173,78 @@ def attach(kept: Mapping[str, ModuleType]) -> None:
         parent = sys.modules.get(parent_name) if parent_name else None
         if parent is not None and getattr(parent, child, None) is not module:
             setattr(parent, child, module)
+
+
+@contextmanager
+def binding(kept: Mapping[str, ModuleType]) -> Iterator[None]:
+    """While the body runs, a package imported again finds its ``kept``
+    submodules bound on it before its ``__init__`` runs.
+
+    The import system binds a submodule on its package when it imports it;
+    a module kept in ``sys.modules`` across a reload is not imported again,
+    so ``import pkg.sub; pkg.sub.x`` in the new package's code would fail.
+    """
+    children: dict[str, dict[str, ModuleType]] = {}
+    for name, module in kept.items():
+        parent, _, child = name.rpartition(".")
+        if parent:
+            children.setdefault(parent, {})[child] = module
+    if not children:
+        yield
+        return
+    finder = _BindingFinder(children)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+class _BindingFinder:
+    """Finds packages as the other finders do, then binds their kept submodules
+    on the new module object before it executes."""
+
+    def __init__(self, children: Mapping[str, Mapping[str, ModuleType]]) -> None:
+        self.children = children
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in self.children:
+            return None
+        for finder in [f for f in sys.meta_path if f is not self]:
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _BindingLoader(spec.loader, self.children[fullname])
+        return spec
+
+
+class _BindingLoader:
+    """Puts the real loader back on the module, binds the submodules, executes it."""
+
+    def __init__(self, loader: importlib.abc.Loader, children: Mapping[str, ModuleType]) -> None:
+        self.loader = loader
+        self.children = children
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        spec = module.__spec__
+        if spec is not None and spec.loader is self:
+            spec.loader = self.loader
+        if getattr(module, "__loader__", None) is self:
+            module.__loader__ = self.loader
+        for child, submodule in self.children.items():
+            if sys.modules.get(f"{module.__name__}.{child}") is submodule:
+                setattr(module, child, submodule)
+        self.loader.exec_module(module)
 
 
 def discard_bytecode(paths: Iterable[str], *, only_stale: bool = False) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -15,6 +15,14 @@ from webtest import TestApp
 import memento
 
 BACKENDS = [pytest.param(False, id="poll"), pytest.param(True, id="watch")]
+
+BURST = """\
+import os, sys, time
+for i in range(200):
+    with open(os.path.join(sys.argv[1], f"mod{i}.py"), "w") as file:
+        file.write(f"X = {i} + 1\\n")
+    time.sleep(0.0005)
+"""
 
 
 def wrap(events, **options):
@@ -41,16 +49,12 @@ def test_a_burst_of_200_writes_gives_one_reload(make_package, events):
     app = TestApp(middleware, lint=True)
     app.get("/")
 
-    def burst():
-        for i in range(200):
-            edit(pkg / f"mod{i}.py", f"X = {i} + 1\n")
-            time.sleep(0.0005)
-
-    writer = threading.Thread(target=burst)
-    writer.start()
+    # Another process writes, as a checkout does: a thread of this one would
+    # wait for the interpreter lock while a reload runs, spreading the burst.
+    writer = subprocess.Popen([sys.executable, "-c", BURST, str(pkg)])
     time.sleep(0.01)
     app.get("/")  # arrives mid-burst: waits for the burst to be quiet
-    writer.join(10)
+    writer.wait(10)
     settle(app, middleware, events, 1)
     assert middleware.stats.reloads == 1
     assert sys.modules["shop.mod199"].X == 200
