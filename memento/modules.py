@@ -267,6 +267,27 @@ def discard_bytecode(paths: Iterable[str], *, only_stale: bool = False) -> None:
             pass
 
 
+def compiled_as_is(path: str) -> bool:
+    """Whether the cached bytecode of the source file ``path`` was compiled
+    from the file as it is now (the modification time and size its header
+    records); ``False`` when there is none or it cannot be read.
+
+    An import reads the source only when that bytecode is stale, and then
+    writes it anew: a module imported since the file was last modified has it.
+    """
+    try:
+        cached = importlib.util.cache_from_source(path)
+        with open(cached, "rb") as file:
+            header = file.read(16)
+        st = os.stat(path)
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
+        return False
+    flags, mtime, size = (int.from_bytes(header[i : i + 4], "little") for i in (4, 8, 12))
+    return flags == 0 and mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+
+
 HandlerRecord = tuple[logging.Logger, logging.Handler, str]
 
 

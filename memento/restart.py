@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable, NamedTuple, NoReturn
 
-from .modules import covers, discard_bytecode, is_protected, source_files
+from .modules import compiled_as_is, covers, discard_bytecode, is_protected, source_files
 from .options import as_paths
 from .tracking import (
     CLOCK_SLACK_NS,
@@ -425,13 +425,28 @@ class RestartWatcher:
         """Track kept modules imported since the last look."""
         self._rescan.clear()
         now, self._modules_seen = time.time_ns(), len(sys.modules)
-        new = kept_files(self.kept) - self._files
+        loaded = dict(sys.modules)
+        # a module being imported may not have read its file yet: next look
+        importing = {name for name, module in loaded.items() if _initializing(module)}
+        if importing:
+            self._rescan.set()
+        new = kept_files(self.kept, {n: m for n, m in loaded.items() if n not in importing})
+        new -= self._files
         if new:
-            # edited after the last look: perhaps after the import read it
-            tracker.add(new, since_ns=self._looked_ns)
+            # edited after the last look: perhaps after the import read it,
+            # unless its bytecode shows the import compiled it as it is now
+            current = {path for path in new if compiled_as_is(path)}
+            tracker.add(current)
+            tracker.add(new - current, since_ns=self._looked_ns)
             self._files |= new
             log.debug("restart watcher: tracking %d more files", len(new))
-        self._looked_ns = now
+        if not importing:
+            self._looked_ns = now
+
+
+def _initializing(module: object) -> bool:
+    """Whether the import system is still executing ``module`` (its spec says so)."""
+    return getattr(getattr(module, "__spec__", None), "_initializing", False) is True
 
 
 def _describe(paths: Iterable[str]) -> str:
