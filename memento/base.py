@@ -61,7 +61,7 @@ class Stats:
     """Counters: successful ``reloads``, failed ``failures``, the ``last``
     :class:`ReloadInfo`, the ``generation`` serving now (1 after the first
     load) and how many forgotten generations were still ``alive`` at the last
-    check (see README, "Memory")."""
+    check (see the documentation: Concepts, "Nothing left behind")."""
 
     reloads: int = 0
     failures: int = 0

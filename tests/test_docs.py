@@ -143,7 +143,10 @@ def _page(name: str) -> str:
 
 def test_the_docs_have_pages_and_snippets() -> None:
     names = {path.stem for path in PAGES}
-    assert {"index", "api", "benchmarks"} <= names
+    assert {
+        "index", "getting-started", "concepts", "options", "api",
+        "frameworks", "deployment", "cli", "benchmarks", "decisions",
+    } <= names
     assert _of("code-block", "python")
     assert _of("testcode")
 
@@ -250,7 +253,9 @@ def _table_options(text: str) -> set[str]:
 def test_options_page_lists_exactly_the_options() -> None:
     documented = _table_options(_page("options"))
     documented.discard("option")
-    assert documented == set(Options.__dataclass_fields__)
+    options = set(Options.__dataclass_fields__)
+    assert documented - options == set(), "docs/options.rst lists options that do not exist"
+    assert options - documented == set(), "options that docs/options.rst does not list"
 
 
 def _paste_keys() -> set[str]:
@@ -261,8 +266,10 @@ def test_paste_keys_named_are_the_keys_accepted() -> None:
     text = _page("deployment")
     match = re.search(r"^Keys: (.*?)\.(?:\s|$)", text, flags=re.MULTILINE | re.DOTALL)
     assert match, "docs/deployment.rst: no sentence 'Keys: ...' in the paste.deploy section"
-    named = set(re.findall(r"``(\w+)``", match[1]))
-    assert named == _paste_keys()
+    keys = re.sub(r"\([^)]*\)", "", match[1])  # not the values in parentheses
+    named = set(re.findall(r"``(\w+)``", keys))
+    assert named - _paste_keys() == set(), "docs/deployment.rst names keys paste does not accept"
+    assert _paste_keys() - named == set(), "paste keys that docs/deployment.rst does not name"
 
 
 @pytest.mark.parametrize(
@@ -277,6 +284,15 @@ def test_ini_snippets_use_known_keys(block: Block) -> None:
     for name in used:
         keys = set(config[name]) - {"use"} - set(config.defaults())
         assert keys <= _paste_keys(), f"{block} [{name}]: unknown keys {keys - _paste_keys()}"
+
+
+def test_api_page_documents_every_public_name() -> None:
+    import memento
+
+    text = _page("api")
+    documented = set(re.findall(r"^\.\. auto\w+:: (?:memento\.)?(\w+)", text, flags=re.MULTILINE))
+    public = set(memento.__all__) - {"__version__"}
+    assert public - documented == set(), "public names that docs/api.rst does not document"
 
 
 def test_readme_links_to_pages_that_exist() -> None:
