@@ -94,10 +94,16 @@ def load_app(statement: str) -> WSGIApp:
     return getattr(importlib.import_module(module), attr)
 
 
-def limit(args: argparse.Namespace) -> dict:
-    """Forget and re-import the user's modules after each edit; time edit→fresh."""
+def limit(
+    args: argparse.Namespace,
+    path: Path | None = None,
+    write: Callable[[Path, str], None] = write_marker,
+) -> dict:
+    """Forget and re-import the user's modules after each edit; time edit→fresh.
+
+    ``write(path, value)`` makes an edit (default: ``marker.py`` rewritten)."""
     package = args.app.partition(".")[0]
-    path = marker_path(args.app)
+    path = path or marker_path(args.app)
     app = load_app(args.app)
     call(app)
     rng = random.Random(1)
@@ -105,7 +111,7 @@ def limit(args: argparse.Namespace) -> dict:
     for index in range(args.edits):
         time.sleep(rng.uniform(0.05, 0.15))
         value = marker_value(args.seq + index)
-        write_marker(path, value)
+        write(path, value)
         written = time.perf_counter()
         forgotten = forget(package)
         importlib.invalidate_caches()

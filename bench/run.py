@@ -10,7 +10,9 @@ Parts: ``latency`` (edit→fresh against LIMIT and the restarting peers),
 ``idle`` (throughput with and without memento), ``memory`` (RSS growth over
 reloads), ``cpu`` (idle CPU of a 10,000-file tracker), ``profile`` (cProfile
 of one reload), ``django`` (view and template edits of the polls project
-against ``manage.py runserver``). See bench/README.md for what each figure means.
+against ``manage.py runserver``), ``functions`` (body-only view edits:
+``scope="functions"`` against the other scopes, LIMIT and the peers).
+See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ REPO = HERE.parent
 sys.path[:0] = [str(HERE)] if str(HERE) not in sys.path else []
 
 import djangoapp  # noqa: E402
+import viewedit  # noqa: E402
 from client import Sequence, load, measure_edits, summarize  # noqa: E402
 from genapp import SQLA, AppInfo, generate, generate_sqla, make_tree, marker_value  # noqa: E402
 from report import write_reports  # noqa: E402
@@ -51,9 +54,10 @@ from servers import (  # noqa: E402
     serving,
 )
 
-PARTS = ("latency", "idle", "memory", "cpu", "profile", "django")
+PARTS = ("latency", "idle", "memory", "cpu", "profile", "django", "functions")
 PEERS = ("flask", "hupper", "werkzeug", "gunicorn", "waitress", "webtest", "matplotlib", "Django",
-         "django-watchfiles")  # fmt: skip
+         "django-watchfiles", "flask-sqlalchemy", "flask-login",
+         'hmr; python_version >= "3.12"')  # fmt: skip
 VERSIONED = ("memento", "waitress", "watchfiles", *PEERS[:4], "Django", "django-watchfiles")
 RELOADED = re.compile(r"reloaded (\d+) modules in ([\d.]+) ms")
 
@@ -564,6 +568,67 @@ def part_django(config: Config, results: dict, save: Callable[[], None]) -> None
         save()
 
 
+def part_functions(config: Config, results: dict, save: Callable[[], None]) -> None:
+    """Body-only view edits (issue 12) on the N=500 Flask app and the
+    Flask-SQLAlchemy shape, per Python version; see viewedit.py."""
+    version = "{}.{}".format(*sys.version_info[:2])
+    section = results.setdefault("functions", {})
+    entries = section[version] = {}
+    n = max(config.sizes)
+    apps = [app_for(config, "flask", n)] if "flask" in config.flavours else []
+    apps.append(generate_sqla(config.work / "apps" / f"{SQLA}-view", "app_sqla_view"))
+    for app in apps:
+        key = f"flask-{n}" if app.flavour == "flask" else SQLA
+        edit = viewedit.view_edit(app)
+        view = str(edit.path.relative_to(app.root))
+        entry = entries[key] = {
+            "modules": app.modules,
+            "view": view,
+            "python": sys.version.split()[0],
+        }
+        entry["memento_sources"] = fingerprint(Path(config.pythonpath or REPO) / "memento")
+        entry["date"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        limits: list[dict] = []
+
+        def run_limit(app: AppInfo = app, edit: viewedit.ViewEdit = edit) -> dict:
+            edit.setup(marker_value(config.reserve(1)))
+            seq = config.reserve(config.edits)
+            command = viewedit.limit_command(app, edit, config.edits, seq)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                                  cwd=app.root, env=_probe_env(config.pythonpath))  # fmt: skip
+            if done.returncode != 0:
+                raise RuntimeError(f"limit exit {done.returncode}: {done.stderr.strip()[-1500:]}")
+            return json.loads(done.stdout.strip().splitlines()[-1])
+
+        if selected(config, "LIMIT"):
+            log(f"functions {version} {key}: LIMIT (before)")
+            limits.append(guarded(run_limit))
+            entry["LIMIT"] = merge_limits(limits)
+            _say(limits[-1])
+        for contender in viewedit.contenders(app.flavour):
+            if not selected(config, contender.name):
+                continue
+            log(f"functions {version} {key}: {contender.name}")
+            log_path = config.logs / f"functions-{version}-{key}-{_slug(contender.name)}.log"
+            entry[contender.name] = record = guarded(
+                lambda c=contender, app=app, edit=edit, log_path=log_path: viewedit.run_view_edits(
+                    c, app, edit, log_path, edits=config.edits, sequence=config.sequence,
+                    rng=config.rng, pythonpath=config.pythonpath,
+                    first_requests=config.edits if app.flavour == SQLA else 0,
+                )
+            )  # fmt: skip
+            _say(record)
+            if "error" not in record:
+                log(f"  path {record.get('path')}, first request {record.get('first_request')}")
+            save()
+        if limits:
+            log(f"functions {version} {key}: LIMIT (after)")
+            limits.append(guarded(run_limit))
+            entry["LIMIT"] = merge_limits(limits)
+            _say(limits[-1])
+        save()
+
+
 def run_django(config: Config, contender: djangoapp.DjangoContender) -> dict:
     """Serve one Django contender; measure each kind of edit on the same server."""
     slug = _slug(contender.name)
@@ -732,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": part_cpu,
         "profile": part_profile,
         "django": part_django,
+        "functions": part_functions,
     }
     for name in config.parts:
         part_started = time.perf_counter()
