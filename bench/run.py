@@ -54,7 +54,7 @@ from servers import (  # noqa: E402
     serving,
 )
 
-PARTS = ("latency", "idle", "memory", "cpu", "profile", "django", "functions")
+PARTS = ("latency", "idle", "memory", "cpu", "profile", "django", "functions", "ahead")
 PEERS = ("flask", "hupper", "werkzeug", "gunicorn", "waitress", "webtest", "matplotlib", "Django",
          "django-watchfiles", "flask-sqlalchemy", "flask-login",
          'hmr; python_version >= "3.12"')  # fmt: skip
@@ -125,7 +125,7 @@ class Config:
         self.cpu_window = 3.0 if args.quick else 10.0
         self.tree_files = 10_000
         self.memory_reloads = (10, 30) if args.quick else (50, 300)
-        self.work = HERE / "work"
+        self.work = Path(args.work) if args.work else HERE / "work"
         self.out = Path(args.out) if args.out else (self.work / "quick" if args.quick else HERE)
         self.logs = self.work / "logs"
         self.live = args.live
@@ -551,6 +551,36 @@ def part_profile(config: Config, results: dict, save: Callable[[], None]) -> Non
             save()
 
 
+def part_ahead(config: Config, results: dict, save: Callable[[], None]) -> None:
+    """With the watcher, a lone save → the reload starting (no request made),
+    on the N=500 plain app; and save → fresh of a marker edit on the package
+    factory layout of the Flask-SQLAlchemy app, per scope. Per Python version."""
+    version = "{}.{}".format(*sys.version_info[:2])
+    entry = results.setdefault("ahead", {})[version] = {}
+    n = max(config.sizes)
+    app = app_for(config, "plain", n)
+    log(f"ahead {version}: save → reload start, plain-{n}")
+    seq = config.reserve(config.edits)
+    arguments = ["detect", "--edits", str(config.edits), "--seq", str(seq)]
+    record = entry[f"detect plain-{n}"] = guarded(
+        lambda: run_probe(arguments, app, config.pythonpath)
+    )
+    log(f"  {record.get('start_median_ms')} ms median (max {record.get('start_max_ms')})")
+    save()
+    factory = generate_sqla(config.work / "apps" / f"{SQLA}-factory", "app_sqla_factory",
+                            extensions=True)  # fmt: skip
+    for scope in ("all", "dependents"):
+        log(f"ahead {version}: package factory, scope {scope}")
+        seq = config.reserve(config.edits + 1)
+        arguments = ["edits", "--scope", scope, "--edits", str(config.edits), "--seq", str(seq)]
+        record = entry[f"factory {scope}"] = guarded(
+            lambda arguments=arguments: run_probe(arguments, factory, config.pythonpath)
+        )
+        log(f"  {record.get('median_ms')} ms, {record.get('forgotten_median')} forgotten"
+            f" of {record.get('owned')}")  # fmt: skip
+        save()
+
+
 def part_django(config: Config, results: dict, save: Callable[[], None]) -> None:
     """Save → fresh answer of a view edit and a template edit of the polls
     project, memento against ``manage.py runserver``; see djangoapp.py."""
@@ -757,6 +787,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contenders", help="comma-separated substrings of contender names")
     parser.add_argument("--out", help="directory for results.* (default bench/)")
     parser.add_argument(
+        "--work",
+        help="directory for the generated applications, logs and snapshot (default bench/work;"
+        " runs at the same time need their own)",
+    )
+    parser.add_argument(
         "--live",
         action="store_true",
         help="import memento from the checkout as it is at each start, not from "
@@ -797,6 +832,7 @@ def main(argv: list[str] | None = None) -> int:
         "cpu": part_cpu,
         "profile": part_profile,
         "django": part_django,
+        "ahead": part_ahead,
         "functions": part_functions,
     }
     for name in config.parts:

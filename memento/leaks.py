@@ -128,18 +128,23 @@ def reachable_globals(forgotten: Forgotten) -> Iterator[object]:
     mappings among them (signal namespaces): where the objects a generation
     registered into live (signals, engines)."""
     seen = {id(module) for module in forgotten.modules.values()}
-    values = list(_old_globals(forgotten))
-    for _ in range(2):
-        imported = [
-            value
-            for value in values
-            if _is(value, types.ModuleType) and id(value) not in seen
-        ]
-        seen.update(id(module) for module in imported)
-        for module in imported:
-            values.extend(vars(module).values())
-    values.extend(user_globals(forgotten))
-    for value in values:
+    # Each value once: the modules of an application import the same names
+    # (hundreds of thousands of globals, a few thousand objects).
+    values: dict[int, object] = {}
+    layer = list(_old_globals(forgotten))
+    for depth in range(3):
+        imported = []
+        for value in layer:
+            if id(value) in values:
+                continue
+            values[id(value)] = value
+            if depth < 2 and _is(value, types.ModuleType) and id(value) not in seen:
+                seen.add(id(value))
+                imported.append(value)
+        layer = [value for module in imported for value in list(vars(module).values())]
+    for value in user_globals(forgotten):
+        values.setdefault(id(value), value)
+    for value in list(values.values()):
         yield value
         if _is(value, dict) and type(value) is not dict:
             yield from list(value.values())
