@@ -288,6 +288,8 @@ class ReloadingMiddleware:
 
     def _adopt(self, tracker: Tracker) -> None:
         """Track modules the application imported while serving (lazy imports)."""
+        if self._gate.reloading:
+            return  # a reload is importing them: it tracks its own generation
         self._modules_seen = len(sys.modules)
         if self._app is None or self.options.reload_on != "change":
             return

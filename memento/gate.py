@@ -29,6 +29,11 @@ class RequestGate:
         self._by_thread: dict[int, int] = {}
 
     @property
+    def reloading(self) -> bool:
+        """Whether a reload holds the gate now."""
+        return self._reloading
+
+    @property
     def open_responses(self) -> int:
         """Responses entered and not yet closed, in all threads."""
         return self._open
