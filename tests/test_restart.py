@@ -600,20 +600,26 @@ def test_two_quick_saves_of_equal_size_serve_the_last(shop, command, case):
     url = cmd.serving()
     assert fetch(url)[2] == "AAAA"
 
-    early_in_a_second()
-    path = write_colour(shop, where, "BBBB")
-    first = path.stat()
-    time.sleep(0.45)  # the second save comes while the first one restarts
-    write_colour(shop, where, "CCCC")
-    assert same_second(first, path.stat()), "both saves in one second, at one size"
-
-    wait_until(
-        lambda: fetch(url)[2] == "CCCC",
-        timeout=RESTART_TIMEOUT,
-        what=f"the last save served\n{cmd.output()}",
-    )
-    restarts_settle(cmd)
-    assert fetch(url)[2] == "CCCC"
+    # A loaded machine may push the second save into the next second: the
+    # last save is served all the same, and the pair is tried again.
+    for attempt in range(3):
+        early_in_a_second()
+        path = write_colour(shop, where, f"B{attempt}BB")
+        first = path.stat()
+        time.sleep(0.45)  # the second save comes while the first one restarts
+        last = f"C{attempt}CC"
+        write_colour(shop, where, last)
+        both = same_second(first, path.stat())
+        wait_until(
+            lambda last=last: fetch(url)[2] == last,
+            timeout=RESTART_TIMEOUT,
+            what=f"the last save served\n{cmd.output()}",
+        )
+        restarts_settle(cmd)
+        assert fetch(url)[2] == last
+        if both:
+            break
+    assert both, "never two saves in one second, at one size"
     assert "reloaded" not in cmd.log, "a restart, never an in-process reload"
     assert cmd.stop() == 0, cmd.output()
 
