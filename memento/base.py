@@ -401,14 +401,7 @@ class ReloadingMiddleware:
         if self._app is None or self._unloaded or not self._integration.refreshes(changed):
             return False
         started = time.perf_counter()
-        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, "refresh")
-        self._run_hooks(self._before, info)
-        self._integration.refresh(changed)
-        info = replace(
-            info, duration=time.perf_counter() - started, generation=self._stats.generation + 1
-        )
-        self._succeed(self._app, info, [], since, False)
-        self._run_hooks(self._after, info)
+        self._in_place(changed, since, started, "refresh", self._integration.refresh)
         return True
 
     def _patched(self, changed: tuple[str, ...], since: int) -> bool:
@@ -419,16 +412,28 @@ class ReloadingMiddleware:
         plan = self._patcher.plan(changed, self._generation)
         if plan is None:
             return False
-        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, "functions")
-        self._run_hooks(self._before, info)
-        self._patcher.apply(plan)
+        self._in_place(changed, since, started, "functions", lambda _: self._patcher.apply(plan))
         log.debug("patched %s in place", plan.describe())
+        return True
+
+    def _in_place(
+        self,
+        changed: tuple[str, ...],
+        since: int,
+        started: float,
+        path: str,
+        work: Callable[[tuple[str, ...]], object],
+    ) -> None:
+        """A new generation without an import: ``work(changed)`` swaps code or resets caches."""
+        assert self._app is not None
+        info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, path)
+        self._run_hooks(self._before, info)
+        work(changed)
         info = replace(
             info, duration=time.perf_counter() - started, generation=self._stats.generation + 1
         )
         self._succeed(self._app, info, [], since, False)
         self._run_hooks(self._after, info)
-        return True
 
     def _path(self, old: Generation) -> str:
         """What ``_to_forget`` chose: ``"all"`` or a part of it."""
@@ -491,10 +496,11 @@ class ReloadingMiddleware:
             )
         else:
             log.info(
-                "reloaded %d modules in %.1f ms, generation %d (changed: %s)",
+                "reloaded %d modules in %.1f ms, generation %d%s (changed: %s)",
                 len(self._generation.keys() & set(imported)),
                 info.duration * 1000,
                 info.generation,
+                _IN_PLACE.get(info.path, ""),
                 _describe(info.changed),
             )
 
@@ -605,6 +611,10 @@ class ReloadingMiddleware:
         )
         start_response(status, headers)
         return [body]
+
+
+#: How the log line says that nothing was imported.
+_IN_PLACE = {"functions": ", code patched in place", "refresh": ", caches reset"}
 
 
 def closing(iterable: Iterable[bytes], on_close: Callable[[], None]) -> ClosingResponse:
