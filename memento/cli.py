@@ -173,8 +173,7 @@ def run_server(
         inherited = restart.inherited_socket()
         handoff = restart.inherited_handoff()
     except ValueError as exc:
-        print(f"memento: {exc}", file=sys.stderr)
-        return 2
+        return bad_value(str(exc))
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         if inherited is None:
