@@ -478,6 +478,12 @@ def ahead_markdown(results: dict) -> list[str]:
         for name, record in entry.items():
             if "error" in record:
                 lines.append(f"| {version} | {name} | error | | |")
+            elif "ratio" in record:
+                lines.append(
+                    f"| {version} | {name}: save → fresh, {_fmt(record.get('ratio'), 2)} × LIMIT"
+                    f" ({_fmt(record.get('limit_ms'))} ms) | {_fmt(record.get('median_ms'))} | "
+                    f"{_fmt(record.get('max_ms'))} | |"
+                )
             elif name.startswith("detect"):
                 lines.append(
                     f"| {version} | {name}: save → reload start | "
