@@ -574,11 +574,17 @@ class ReloadingMiddleware:
         if self._tracker is None:
             return
         files: set[str] = set()
+        held: set[str] = set()
         integration = self._integration
         if self.options.reload_on == "change":
-            held = modules.snapshot(integration.held())
-            files = modules.source_files(self._generation) | modules.source_files(held) | set(extra)
+            files = modules.source_files(self._generation) | set(extra)
+            held = modules.source_files(modules.snapshot(integration.held())) - files
         self._tracker.track(files, (*self.options.watch, *integration.watch()), since_ns=since)
+        if held:
+            # Stamped as they are now, not compared with ``since``: they were
+            # imported long before, and a restarted process is told by the
+            # command which of them changed during the restart.
+            self._tracker.add(held)
 
     def _run_hooks(self, hooks: list[Callable[[ReloadInfo], Any]], info: ReloadInfo) -> None:
         for hook in hooks:
