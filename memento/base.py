@@ -501,7 +501,7 @@ class ReloadingMiddleware:
                 info.duration * 1000,
                 info.generation,
                 _IN_PLACE.get(info.path, ""),
-                _describe(info.changed),
+                modules.describe(info.changed),
             )
 
     def _fail(
@@ -530,7 +530,7 @@ class ReloadingMiddleware:
             "%s failed%s (changed: %s)",
             "reload" if self._stats.generation else f"loading {self.resolver.statement}",
             ", serving the last good code" if keep else "",
-            _describe(info.changed),
+            modules.describe(info.changed),
             exc_info=info.error,
         )
         with self._state:
@@ -699,14 +699,6 @@ def _error_files(error: BaseException | None) -> set[str]:
     return {path for path in files if os.path.isabs(path) and not modules.is_library_file(path)}
 
 
-
-
-def _describe(paths: Iterable[str]) -> str:
-    shown = []
-    for path in paths:
-        relative = os.path.relpath(path) if os.path.isabs(path) else path
-        shown.append(path if relative.startswith("..") else relative)
-    return ", ".join(shown) or "none"
 
 
 class SizedClosingResponse(ClosingResponse):

@@ -361,3 +361,13 @@ def warn_leftover_threads(names: Collection[str], grace: float = 0.2) -> None:
 def _thread_module(thread: threading.Thread) -> str:
     target = getattr(thread, "_target", None)
     return str(getattr(target, "__module__", None) if target else type(thread).__module__)
+
+
+def describe(paths: Iterable[str]) -> str:
+    """Paths as the logs show them: relative to the current directory when
+    below it, else as given; ``"none"`` for no path."""
+    shown = []
+    for path in paths:
+        relative = os.path.relpath(path) if os.path.isabs(path) else path
+        shown.append(path if relative.startswith("..") else relative)
+    return ", ".join(shown) or "none"

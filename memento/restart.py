@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable, NamedTuple, NoReturn
 
-from .modules import compiled_as_is, covers, discard_bytecode, is_protected, source_files
+from .modules import compiled_as_is, covers, describe, discard_bytecode, is_protected, source_files
 from .options import as_paths
 from .tracking import (
     CLOCK_SLACK_NS,
@@ -407,7 +407,7 @@ class RestartWatcher:
                 continue
             if changed:
                 self.changed = tuple(sorted(changed))
-                log.info("restarting the process (changed: %s)", _describe(self.changed))
+                log.info("restarting the process (changed: %s)", describe(self.changed))
                 self._on_change()
                 return
 
@@ -448,10 +448,3 @@ def _initializing(module: object) -> bool:
     """Whether the import system is still executing ``module`` (its spec says so)."""
     return getattr(getattr(module, "__spec__", None), "_initializing", False) is True
 
-
-def _describe(paths: Iterable[str]) -> str:
-    shown = []
-    for path in paths:
-        relative = os.path.relpath(path)
-        shown.append(path if relative.startswith("..") else relative)
-    return ", ".join(shown)

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Collection, Iterable
 
-from ..modules import is_library_file, snapshot, source_files
+from ..modules import describe, is_library_file, snapshot, source_files
 
 __all__ = ["Integration", "RestartNeeded", "blocked", "detect", "under", "user_folders"]
 
@@ -32,7 +32,7 @@ class RestartNeeded(Exception):
     def __init__(self, paths: Iterable[str], framework: str) -> None:
         self.paths = tuple(sorted(paths))
         self.framework = framework
-        shown = ", ".join(_relative(path) for path in self.paths)
+        shown = describe(self.paths)
         super().__init__(
             f"{shown}: {framework} keeps this code for the life of the process;"
             " restart the process to serve the edit"
@@ -127,8 +127,3 @@ def user_folders(folders: Iterable[str]) -> tuple[str, ...]:
     return tuple(
         sorted(folder for folder in found if os.path.isdir(folder) and not is_library_file(folder))
     )
-
-
-def _relative(path: str) -> str:
-    relative = os.path.relpath(path) if os.path.isabs(path) else path
-    return path if relative.startswith("..") else relative
