@@ -87,7 +87,7 @@ class ReloadingMiddleware:
         self._calls = threading.local()
         self._failure_tb: TracebackType | None = None
         self._modules_seen = 0
-        self._loaded_ns = 0
+        self._loaded_ns = self._load_started_ns = 0
         self._app: WSGIApp | None = None
         self._failure: ReloadInfo | None = None
         self._generation: Generation = {}
@@ -144,10 +144,12 @@ class ReloadingMiddleware:
         """Turn reloading off: a thin pass-through, no file checks, no forgetting."""
         with self._state:
             self._on = False
-        # outside the lock: a reload under way in the worker takes it to finish
+            tracker, self._tracker = self._tracker, None
+        # The watcher first: once its thread has ended nothing wakes the
+        # reloader again. Outside the lock: a reload under way takes it to finish.
+        if tracker is not None:
+            tracker.close()
         self._ahead.stop()
-        with self._state:
-            self._close_tracker()
 
     def reload(self) -> None:
         """Forget and re-resolve the application before the next request.
@@ -184,6 +186,8 @@ class ReloadingMiddleware:
         """Stop any watcher thread; the middleware goes on serving, turned off."""
         self.turn_off()
         self._leaks.close()
+        if self._live is not None:
+            self._live.release()
 
     def __enter__(self) -> ReloadingMiddleware:
         return self
@@ -258,11 +262,6 @@ class ReloadingMiddleware:
             self.options.interval, events=self.options.events, on_change=self._ahead.wake
         )
 
-    def _close_tracker(self) -> None:
-        if self._tracker is not None:
-            self._tracker.close()
-            self._tracker = None
-
     def _wants_load(self) -> bool:
         tracker = self._tracker
         if (
@@ -323,7 +322,8 @@ class ReloadingMiddleware:
         # Edits made from now on (while open responses drain, while modules
         # import) are either imported by this reload or reported after it:
         # tracking again compares with the stamps last looked at.
-        since = time.time_ns() if since_ns is None else since_ns
+        self._load_started_ns = time.time_ns()
+        since = self._load_started_ns if since_ns is None else since_ns
         drain = min(self.options.drain_timeout, AHEAD_WAIT) if ahead else self.options.drain_timeout
         with self._gate.exclusive(drain, idle=ahead) as claimed:
             if not claimed:
@@ -401,8 +401,7 @@ class ReloadingMiddleware:
         if self._app is None or self._unloaded or not self._integration.refreshes(changed):
             return False
         started = time.perf_counter()
-        self._in_place(changed, since, started, "refresh", self._integration.refresh)
-        return True
+        return self._in_place(changed, since, started, "refresh", self._integration.refresh)
 
     def _patched(self, changed: tuple[str, ...], since: int) -> bool:
         """``scope="functions"``: serve edits of function bodies by swapping their code."""
@@ -412,9 +411,10 @@ class ReloadingMiddleware:
         plan = self._patcher.plan(changed, self._generation)
         if plan is None:
             return False
-        self._in_place(changed, since, started, "functions", lambda _: self._patcher.apply(plan))
-        log.debug("patched %s in place", plan.describe())
-        return True
+        log.debug("patching %s in place", plan.describe())
+        return self._in_place(
+            changed, since, started, "functions", lambda _: self._patcher.apply(plan)
+        )
 
     def _in_place(
         self,
@@ -423,17 +423,23 @@ class ReloadingMiddleware:
         started: float,
         path: str,
         work: Callable[[tuple[str, ...]], object],
-    ) -> None:
-        """A new generation without an import: ``work(changed)`` swaps code or resets caches."""
+    ) -> bool:
+        """A new generation without an import: ``work(changed)`` swaps code or
+        resets caches. ``False`` when it failed: the edit is then imported."""
         assert self._app is not None
         info = ReloadInfo(changed, (), 0.0, None, self._stats.generation, path)
         self._run_hooks(self._before, info)
-        work(changed)
+        try:
+            work(changed)
+        except Exception:
+            log.exception("%s in place failed, importing the edit instead", path)
+            return False
         info = replace(
             info, duration=time.perf_counter() - started, generation=self._stats.generation + 1
         )
         self._succeed(self._app, info, [], since, False)
         self._run_hooks(self._after, info)
+        return True
 
     def _path(self, old: Generation) -> str:
         """What ``_to_forget`` chose: ``"all"`` or a part of it."""
@@ -579,12 +585,14 @@ class ReloadingMiddleware:
         if self.options.reload_on == "change":
             files = modules.source_files(self._generation) | set(extra)
             held = modules.source_files(modules.snapshot(integration.held())) - files
-        self._tracker.track(files, (*self.options.watch, *integration.watch()), since_ns=since)
-        if held:
-            # Stamped as they are now, not compared with ``since``: they were
-            # imported long before, and a restarted process is told by the
-            # command which of them changed during the restart.
-            self._tracker.add(held)
+        known = held & self._tracker.files
+        watch = (*self.options.watch, *integration.watch())
+        self._tracker.track(files | known, watch, since_ns=since)
+        if held - known:
+            # Tracked from the load that imported them on: compared with its
+            # start, not with an earlier ``since`` (a restarted process is
+            # told by the command which of them changed during the restart).
+            self._tracker.add(held - known, since_ns=self._load_started_ns)
 
     def _run_hooks(self, hooks: list[Callable[[ReloadInfo], Any]], info: ReloadInfo) -> None:
         for hook in hooks:

@@ -129,10 +129,12 @@ def configure_logging(verbose: bool, *, only_memento: bool = False) -> None:
     """
     level = logging.DEBUG if verbose else logging.INFO
     if only_memento:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
         logger = logging.getLogger("memento")
-        logger.addHandler(handler)
+        if not any(handler.get_name() == "memento" for handler in logger.handlers):
+            handler = logging.StreamHandler()
+            handler.set_name("memento")
+            handler.setFormatter(logging.Formatter(LOG_FORMAT))
+            logger.addHandler(handler)
         logger.setLevel(level)
         logger.propagate = False
     else:

@@ -211,8 +211,9 @@ def _old_globals(forgotten: Forgotten) -> Iterator[object]:
 
 def _engines(values: Iterator[object]) -> Iterator[Any]:
     from sqlalchemy.engine import Engine
-    from sqlalchemy.orm import scoped_session, sessionmaker
 
+    orm = sys.modules.get("sqlalchemy.orm")  # never imported here for an application without it
+    sessions = (orm.scoped_session, orm.sessionmaker) if orm is not None else ()
     extension = getattr(sys.modules.get("flask_sqlalchemy"), "SQLAlchemy", None)
     for value in values:
         if _is(value, Engine):
@@ -220,8 +221,8 @@ def _engines(values: Iterator[object]) -> Iterator[Any]:
         elif extension is not None and _is(value, extension):
             for engines in list(value._app_engines.values()):
                 yield from engines.values()
-        elif _is(value, (scoped_session, sessionmaker)):
-            factory = value.session_factory if _is(value, scoped_session) else value
+        elif sessions and _is(value, sessions):
+            factory = value.session_factory if _is(value, sessions[0]) else value
             bind = getattr(factory, "kw", {}).get("bind")
             if _is(bind, Engine):
                 yield bind

@@ -220,6 +220,7 @@ class Patcher:
             return
         before = set(sys.modules)
         self._imported = None
+        seen = None
         try:
             with recorded_calls() as seen:
                 yield

@@ -321,6 +321,7 @@ class RestartWatcher:
         self._tracker: Tracker | None = None
         self._files: set[str] = set()
         self._carried: set[str] = set()
+        self._carrying = threading.Lock()
         self._modules_seen = 0
         self._looked_ns = 0
         self._rescan = threading.Event()
@@ -372,7 +373,8 @@ class RestartWatcher:
 
     def restart_for(self, paths: Iterable[str]) -> None:
         """Restart at the next look for ``paths``, seen changed by someone else."""
-        self._carried = self._carried | set(paths)
+        with self._carrying:
+            self._carried = self._carried | set(paths)
 
     def rescan(self) -> None:
         """Look for newly imported kept modules at the next look (after a reload)."""
@@ -418,7 +420,9 @@ class RestartWatcher:
             self._follow_kept(tracker)
         if not (self._carried or tracker.due()):
             return set()
-        found, self._carried = tracker.changed() | self._carried, set()
+        changed = tracker.changed()
+        with self._carrying:
+            found, self._carried = changed | self._carried, set()
         return found
 
     def _follow_kept(self, tracker: Tracker) -> None:

@@ -18,7 +18,8 @@ import click
 from flask.cli import NoAppException, ScriptInfo, locate_app, pass_script_info, prepare_import
 
 from .. import cli
-from ..modules import discard, is_protected
+from ..leaks import unhook
+from ..modules import forget, is_protected
 from ..mori import Mori
 
 __all__ = ["memento_command", "statement"]
@@ -87,11 +88,11 @@ def statement(info: ScriptInfo) -> str:
             if app is not None:
                 return f"{module_name}:{name}" if name else _named(module_name, app)
     finally:
-        discard(
-            name
-            for name in set(sys.modules) - before
-            if not is_protected(name, sys.modules[name])
-        )
+        # as a reload forgets a generation: its hooks and registrations go too
+        found = {name: sys.modules[name] for name in set(sys.modules) - before}
+        probe = {name: module for name, module in found.items() if not is_protected(name, module)}
+        forget(probe)
+        unhook(probe)
     raise NoAppException(
         "Could not locate a Flask application. Use the 'flask --app' option, 'FLASK_APP'"
         " environment variable, or a 'wsgi.py' or 'app.py' file in the current directory."
