@@ -491,7 +491,7 @@ class ReloadingMiddleware:
             self._track(since)
             self._modules_seen, self._loaded_ns = len(sys.modules), since
         self._patcher.loaded(self._generation, since)
-        if self.options.scope != "all":
+        if self.options.scope != "all" and info.path not in _IN_PLACE:
             self._warm_graph()
         if first:
             log.info(
@@ -705,8 +705,6 @@ def _error_files(error: BaseException | None) -> set[str]:
         files.add(tb.tb_frame.f_code.co_filename)
         tb = tb.tb_next
     return {path for path in files if os.path.isabs(path) and not modules.is_library_file(path)}
-
-
 
 
 class SizedClosingResponse(ClosingResponse):

@@ -31,7 +31,7 @@ from .modules import is_library_file, module_file
 
 log = logging.getLogger("memento")
 
-Generation = Mapping[str, types.ModuleType]
+Generation = Mapping[str, types.ModuleType]  # read-only here: modules.Generation is a dict
 
 
 class Forgotten:

@@ -107,7 +107,6 @@ def test_response_closed_in_another_thread_counts_out():
         pass
 
 
-
 def _close_at_once(threads: int) -> tuple[int, list[BaseException], int]:
     """Close one response from ``threads`` threads released together; returns
     how often the application's close() ran, the errors, the responses left open."""
