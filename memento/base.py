@@ -644,25 +644,32 @@ class ClosingResponse:
     iterable was closed; iteration passes straight through (nothing buffered).
     Two threads closing it at once close it once."""
 
-    __slots__ = ("_iterable", "_on_close", "_closing")
+    __slots__ = ("_iterable", "_on_close", "_closed")
 
     def __init__(self, iterable: Iterable[bytes], on_close: Callable[[], None]) -> None:
         self._iterable = iterable
         self._on_close = on_close
-        self._closing = threading.Lock()  # taken by the first close(), never released
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable)
 
     def close(self) -> None:
-        if not self._closing.acquire(blocking=False):
-            return
+        # One lock for all responses, taken only here: no allocation per response.
+        with _CLOSING:
+            if self._closed:
+                return
+            self._closed = True
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
                 close()
         finally:
             self._on_close()
+
+
+#: Makes "closed yet?" and "closed now" one step for two threads closing one response.
+_CLOSING = threading.Lock()
 
 
 def _missing_module_files(error: BaseException | None) -> set[str]:
