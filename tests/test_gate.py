@@ -148,3 +148,34 @@ def test_response_closed_by_several_threads_at_once_is_closed_once():
             assert _close_at_once(8) == (1, [], 0)
     finally:
         sys.setswitchinterval(previous)
+
+
+def test_an_idle_reload_claims_the_gate_once_the_last_response_closes():
+    gate = RequestGate()
+    token = gate.enter()  # a response left open
+    claimed: list[bool] = []
+
+    def reload_ahead() -> None:
+        with gate.exclusive(5, idle=True) as holds:
+            claimed.append(holds and gate._open == 0)
+
+    reloader = threading.Thread(target=reload_ahead)
+    reloader.start()
+    wait_until(lambda: gate._idle_waiters == 1, what="the reload to wait for the gate")
+    gate.leave(gate.enter())  # requests go on while it waits
+    assert claimed == []
+    gate.leave(token)
+    reloader.join(5)
+    assert claimed == [True]
+
+
+def test_an_idle_reload_gives_up_when_a_response_stays_open():
+    gate = RequestGate()
+    opened: list[int] = []
+    other = threading.Thread(target=lambda: opened.append(gate.enter()))
+    other.start()
+    other.join(5)
+    with gate.exclusive(0.1, idle=True) as holds:
+        assert holds is False
+        gate.leave(gate.enter())  # not held: requests are not kept out
+    gate.leave(opened[0])
