@@ -112,14 +112,8 @@ def user_globals(forgotten: Forgotten) -> Iterator[object]:
         filename = module_file(module)
         if filename is None:
             continue
-        library = _LIBRARY_FILES.get(filename)
-        if library is None:
-            library = _LIBRARY_FILES[filename] = is_library_file(filename)
-        if not library:
+        if not is_library_file(filename):
             yield from list(vars(module).values())
-
-
-_LIBRARY_FILES: dict[str, bool] = {}
 
 
 def reachable_globals(forgotten: Forgotten) -> Iterator[object]:

@@ -52,6 +52,7 @@ def installed_prefixes() -> tuple[str, ...]:
 _OWN_DIR = os.path.join(os.path.dirname(os.path.realpath(__file__)), "")
 
 
+@cache
 def is_library_file(path: str) -> bool:
     """Whether a path lies in the standard library, an installed distribution
     or memento itself: code that is never the user's to reload."""

@@ -468,16 +468,11 @@ def _with_copies(functions: list[FunctionType]) -> list[FunctionType]:
 
 def _user_code(codes: Iterable[CodeType]) -> list[CodeType]:
     """The code objects of user files (not the standard library, not installed)."""
-    verdicts: dict[str, bool] = {}
-    kept = []
-    for code in codes:
-        filename = code.co_filename
-        user = verdicts.get(filename)
-        if user is None:
-            user = verdicts[filename] = os.path.isabs(filename) and not is_library_file(filename)
-        if user:
-            kept.append(code)
-    return kept
+    return [
+        code
+        for code in codes
+        if os.path.isabs(code.co_filename) and not is_library_file(code.co_filename)
+    ]
 
 
 @contextmanager
