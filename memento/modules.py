@@ -100,6 +100,13 @@ def _is_namespace(module: ModuleType) -> bool:
     return bool(locations) and not any(is_library_file(path) for path in locations)
 
 
+def user_modules(loaded: Mapping[str, object] | None = None) -> Generation:
+    """The user's modules among ``loaded`` (default :data:`sys.modules`):
+    everything :func:`is_protected` leaves out."""
+    items = list((sys.modules if loaded is None else loaded).items())
+    return {name: module for name, module in items if not is_protected(name, module)}  # type: ignore[misc]
+
+
 def source_files(modules: Mapping[str, object]) -> set[str]:
     """The files that hold the code of ``modules`` (packages: their ``__init__``)."""
     files = set()
@@ -276,17 +283,32 @@ def compiled_as_is(path: str) -> bool:
     An import reads the source only when that bytecode is stale, and then
     writes it anew: a module imported since the file was last modified has it.
     """
+    found = read_bytecode(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if found is None:
+        return False
+    flags, mtime, size, _ = found
+    return flags == 0 and mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+
+
+def read_bytecode(path: str) -> tuple[int, int, int, bytes] | None:
+    """The cached bytecode of the source file ``path``: its header's flags,
+    the source's modification time (whole seconds) and size it records, and
+    the marshalled code; ``None`` when it is missing, unreadable or not this
+    Python's."""
     try:
         cached = importlib.util.cache_from_source(path)
         with open(cached, "rb") as file:
-            header = file.read(16)
-        st = os.stat(path)
+            data = file.read()
     except (OSError, NotImplementedError, ValueError):
-        return False
-    if len(header) < 16 or header[:4] != importlib.util.MAGIC_NUMBER:
-        return False
-    flags, mtime, size = (int.from_bytes(header[i : i + 4], "little") for i in (4, 8, 12))
-    return flags == 0 and mtime == int(st.st_mtime) & 0xFFFFFFFF and size == st.st_size & 0xFFFFFFFF
+        return None
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER:
+        return None
+    flags, mtime, size = (int.from_bytes(data[i : i + 4], "little") for i in (4, 8, 12))
+    return flags, mtime, size, data[16:]
 
 
 HandlerRecord = tuple[logging.Logger, logging.Handler, str]

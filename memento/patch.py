@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any, Union
 
-from .modules import is_library_file, module_file
+from .modules import is_library_file, module_file, read_bytecode
 from .tracking import CLOCK_SLACK_NS, Stamp
 
 __all__ = ["Patch", "Patcher", "Plan", "Swap", "decide"]
@@ -374,22 +374,16 @@ def _read(path: str) -> tuple[Stamp, str, os.stat_result] | None:
 def _bytecode_matches(path: str, source: str, stamp: Stamp) -> bool:
     """Whether cached bytecode the import system would take for ``source`` was
     compiled from it (an edit of the same size in the same second was not)."""
-    try:
-        cached = importlib.util.cache_from_source(path)
-        with open(cached, "rb") as file:
-            data = file.read()
-    except (OSError, NotImplementedError, ValueError):
+    found = read_bytecode(path)
+    if found is None:
         return True  # no bytecode: the import compiled the source
-    if data[:4] != importlib.util.MAGIC_NUMBER or len(data) < 16:
-        return True
-    flags = int.from_bytes(data[4:8], "little")
+    flags, mtime, length, data = found
     if not flags & 1:  # stamped with the source's mtime and size
-        mtime, length = (int.from_bytes(data[i : i + 4], "little") for i in (8, 12))
         seconds = stamp.mtime_ns // 1_000_000_000
         if (mtime, length) != (seconds & 0xFFFFFFFF, stamp.size & 0xFFFFFFFF):
             return True  # not valid for this source: the import compiled it
     try:
-        cached_code = marshal.loads(data[16:])
+        cached_code = marshal.loads(data)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return bool(cached_code == compile(source, path, "exec", dont_inherit=True))

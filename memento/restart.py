@@ -46,7 +46,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Callable, NamedTuple, NoReturn
 
-from .modules import compiled_as_is, covers, describe, discard_bytecode, is_protected, source_files
+from .modules import compiled_as_is, covers, describe, discard_bytecode, source_files, user_modules
 from .options import as_paths
 from .tracking import (
     CLOCK_SLACK_NS,
@@ -279,14 +279,8 @@ def kept_files(names: Iterable[str], loaded: Mapping[str, object] | None = None)
     names = tuple(names)
     if not names:
         return set()
-    if loaded is None:
-        loaded = sys.modules
-    kept = {
-        name: module
-        for name, module in list(loaded.items())
-        if covers(names, name) and not is_protected(name, module)
-    }
-    return source_files(kept)
+    user = user_modules(loaded)
+    return source_files({name: module for name, module in user.items() if covers(names, name)})
 
 
 class RestartWatcher:
@@ -363,12 +357,7 @@ class RestartWatcher:
         """
         handoff = Handoff.take(self.files())
         discard_bytecode(self.changed)
-        user = {
-            name: module
-            for name, module in list(sys.modules.items())
-            if not is_protected(name, module)
-        }
-        discard_bytecode(source_files(user), only_stale=True)
+        discard_bytecode(source_files(user_modules()), only_stale=True)
         return handoff
 
     def restart_for(self, paths: Iterable[str]) -> None:

@@ -19,7 +19,7 @@ from flask.cli import NoAppException, ScriptInfo, locate_app, pass_script_info, 
 
 from .. import cli
 from ..leaks import unhook
-from ..modules import forget, is_protected
+from ..modules import forget, user_modules
 from ..mori import Mori
 
 __all__ = ["memento_command", "statement"]
@@ -89,8 +89,7 @@ def statement(info: ScriptInfo) -> str:
                 return f"{module_name}:{name}" if name else _named(module_name, app)
     finally:
         # as a reload forgets a generation: its hooks and registrations go too
-        found = {name: sys.modules[name] for name in set(sys.modules) - before}
-        probe = {name: module for name, module in found.items() if not is_protected(name, module)}
+        probe = user_modules({name: sys.modules[name] for name in set(sys.modules) - before})
         forget(probe)
         unhook(probe)
     raise NoAppException(

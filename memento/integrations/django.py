@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Collection
 
-from ..modules import is_protected
+from ..modules import user_modules
 from . import Integration, under, user_folders
 
 __all__ = ["DjangoIntegration", "serves"]
@@ -122,11 +122,7 @@ def setup_modules(app_module: str) -> frozenset[str]:
     from django.conf import settings
 
     lazy = {app_module, *(path.rpartition(".")[0] for path in settings.MIDDLEWARE)}
-    return frozenset(
-        name
-        for name, module in list(sys.modules.items())
-        if name not in lazy and not is_protected(name, module)
-    )
+    return frozenset(user_modules().keys() - lazy)
 
 
 def _reset_backend(backend: object) -> None:
